@@ -1,0 +1,1 @@
+"""The library on disk: SQLite (papers, pages, chunks, vectors), FAISS, BM25, manifest."""

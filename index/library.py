@@ -1,0 +1,244 @@
+"""The library in a data directory: one SQLite file (the truth) plus derived FAISS and BM25
+files named by a hash of what built them, rebuilt or extended when they lag behind.
+
+    <data_dir>/library.sqlite          papers, pages, chunks, vectors, manifest (meta table)
+    <data_dir>/index/<key>/            vectors.faiss, ids.npy, bm25*, built.json
+    <data_dir>/manifest.json           a readable copy of the manifest
+    <data_dir>/pdfs/                   downloaded PDFs (cache)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from index.bm25 import BM25Index
+from index.embedder import Embedder
+from index.store import Store, disk_errors
+from index.vectors import VectorIndex, choose_kind
+from paperchat.errors import LibraryBusyError, LibraryMismatchError
+from paperchat.settings import Settings
+from paperchat.types import Chunk, Page, Paper
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = "1"
+
+
+def embed_text(title: str, section: str, text: str) -> str:
+    """What the embedder and BM25 see for a chunk: its paper title and section give context."""
+    head = f"{title}. {section}." if section else f"{title}."
+    return f"{head}\n{text}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with disk_errors(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+class Library:
+    """Open with ``Library(settings, embedder)``; the embedder fixes the manifest."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 *, check: bool = True) -> None:
+        self.settings = settings
+        self.dir = settings.data_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.dir / "library.sqlite")
+        self.embedder = embedder
+        self._lock = threading.RLock()
+        self._vectors: VectorIndex | None = None
+        self._bm25: BM25Index | None = None
+        self._built: tuple[int, int] = (-1, -1)
+        if check:
+            self.check_manifest()
+
+    # -- manifest --------------------------------------------------------------------
+    def wanted_manifest(self) -> dict[str, str]:
+        dim = self.embedder.dim if self.embedder else 0
+        return {
+            "format_version": FORMAT_VERSION,
+            "embedding_model": self.settings.embedding.model,
+            "dim": str(dim),
+            "chunking": json.dumps(self.settings.chunking.model_dump(), sort_keys=True),
+            "max_seq_length": str(self.settings.embedding.max_seq_length),
+            "library_key": self.settings.library_key(),
+        }
+
+    def manifest(self) -> dict[str, str]:
+        return self.store.meta()
+
+    def check_manifest(self) -> None:
+        """Fail when the library was built by another embedding model or chunking."""
+        have = self.store.meta()
+        if "embedding_model" not in have:
+            return
+        want = self.wanted_manifest()
+        if have["embedding_model"] != want["embedding_model"]:
+            raise LibraryMismatchError(
+                f"The library in {self.dir} was built with embedding model "
+                f"{have['embedding_model']!r}, but the settings ask for "
+                f"{want['embedding_model']!r}.",
+                "Run `paperchat reindex` to rebuild its vectors with the new model (no download)"
+                f", or set embedding.model back to {have['embedding_model']!r}.")
+        if have.get("chunking") != want["chunking"]:
+            raise LibraryMismatchError(
+                f"The library in {self.dir} was chunked with {have.get('chunking')}, "
+                f"but the settings ask for {want['chunking']}.",
+                "Run `paperchat reindex` to re-chunk and re-embed it from the stored text.")
+
+    def _write_manifest_file(self) -> None:
+        meta = self.store.meta()
+        meta["papers"] = str(len(self.store.papers()))
+        meta["chunks"] = str(self.store.chunk_count())
+        atomic_write_text(self.dir / "manifest.json", json.dumps(meta, indent=2) + "\n")
+
+    # -- writing ---------------------------------------------------------------------
+    @contextmanager
+    def writer(self, wait: bool = True) -> Iterator[Library]:
+        """Exclusive writer lock across processes (the UI and the CLI may both ingest)."""
+        lock_path = self.dir / ".write.lock"
+        with open(lock_path, "w") as fh:
+            flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fh, flags)
+            except BlockingIOError as err:
+                raise LibraryBusyError(
+                    f"Another paperchat process is writing to {self.dir}.",
+                    "Wait for it to finish, then retry.") from err
+            try:
+                yield self
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def add_paper(self, paper: Paper, pages: list[Page], chunks: list[Chunk],
+                  vectors: np.ndarray) -> list[int]:
+        """Store a paper (replacing one with the same id) in one transaction."""
+        if not self.store.meta().get("embedding_model"):
+            with self.store.transaction() as db:
+                self.store.set_meta(db, self.wanted_manifest())
+        ids = self.store.put_paper(paper, pages, chunks, vectors)
+        self._write_manifest_file()
+        return ids
+
+    def remove_paper(self, paper_id: str) -> bool:
+        gone = self.store.delete_paper(paper_id)
+        if gone:
+            self._write_manifest_file()
+        return gone
+
+    # -- derived indexes -------------------------------------------------------------
+    @property
+    def index_dir(self) -> Path:
+        return self.dir / "index" / self.settings.library_key()
+
+    def dim(self) -> int:
+        return int(self.store.meta().get("dim", "0"))
+
+    def refresh(self) -> None:
+        """Bring the FAISS and BM25 indexes up to date with the SQLite file."""
+        with self._lock:
+            counters = self.store.counters()
+            if counters == self._built and self._vectors is not None:
+                return
+            if self._vectors is None and self._load_built(counters):
+                return
+            self._rebuild(counters)
+
+    def _load_built(self, counters: tuple[int, int]) -> bool:
+        built_file = self.index_dir / "built.json"
+        if not built_file.is_file():
+            return False
+        built = json.loads(built_file.read_text())
+        if (built["generation"], built["removals"]) != counters:
+            return False
+        self._vectors = VectorIndex.load(self.index_dir, built["dim"],
+                                         self.settings.index, built["kind"])
+        self._bm25 = BM25Index.load(self.index_dir)
+        self._built = counters
+        return True
+
+    def _rebuild(self, counters: tuple[int, int]) -> None:
+        dim = self.dim()
+        n = self.store.chunk_count()
+        kind = choose_kind(n, self.settings.index)
+        vectors = self._vectors
+        same_removals = vectors is not None and self._built[1] == counters[1]
+        if vectors is None or not same_removals or vectors.kind != kind or vectors.dim != dim:
+            vectors = VectorIndex(dim, self.settings.index, kind)
+        for ids, vecs in self.store.iter_vectors(dim, min_id=vectors.max_id):
+            vectors.add(ids, vecs)
+        bm25 = BM25Index()
+        ids_list: list[int] = []
+        texts: list[str] = []
+        for batch in self.store.iter_texts():
+            ids_list.extend(r[0] for r in batch)
+            texts.extend(embed_text(*r[1:]) for r in batch)
+        bm25.build(np.asarray(ids_list, dtype=np.int64), texts)
+        self._vectors, self._bm25, self._built = vectors, bm25, counters
+        self._save_built(counters, kind, dim)
+
+    def _save_built(self, counters: tuple[int, int], kind: str, dim: int) -> None:
+        assert self._vectors is not None and self._bm25 is not None
+        parent = self.index_dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        with disk_errors(parent):
+            tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".build-"))
+            try:
+                self._vectors.save(tmp)
+                self._bm25.save(tmp)
+                built = {"generation": counters[0], "removals": counters[1], "kind": kind,
+                         "dim": dim, "count": len(self._vectors)}
+                (tmp / "built.json").write_text(json.dumps(built))
+                old = parent / f".old-{self.index_dir.name}"
+                shutil.rmtree(old, ignore_errors=True)
+                if self.index_dir.exists():
+                    os.replace(self.index_dir, old)
+                os.replace(tmp, self.index_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- reading ---------------------------------------------------------------------
+    def papers(self) -> list[Paper]:
+        return self.store.papers()
+
+    def paper(self, paper_id: str) -> Paper | None:
+        return self.store.paper(paper_id)
+
+    def chunks(self, ids: list[int]) -> dict[int, Chunk]:
+        return self.store.chunks_by_ids(ids)
+
+    def allowed_ids(self, paper_ids: list[str] | None) -> np.ndarray | None:
+        if not paper_ids:
+            return None
+        return np.asarray(self.store.chunk_ids_of(paper_ids), dtype=np.int64)
+
+    def dense_search(self, query_vector: np.ndarray, k: int,
+                     allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        self.refresh()
+        assert self._vectors is not None
+        return self._vectors.search(query_vector, k, allowed)
+
+    def bm25_search(self, query: str, k: int,
+                    allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        self.refresh()
+        assert self._bm25 is not None
+        return self._bm25.search(query, k, allowed)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,267 @@
+"""SQLite store: papers, pages, chunks and their vectors. The single source of truth.
+
+Every write is one transaction; the FAISS and BM25 files are derived from this file and
+rebuilt when they lag behind (see ``index.library``). ``generation`` counts writes,
+``removals`` counts writes that deleted chunks (so derived indexes know whether they can be
+extended or must be rebuilt).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from paperchat.errors import DiskFullError, LibraryError
+from paperchat.types import Chunk, Page, Paper
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS papers (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, authors TEXT NOT NULL, year INTEGER,
+    abstract TEXT NOT NULL, categories TEXT NOT NULL, version INTEGER, arxiv_id TEXT,
+    pdf_url TEXT, source TEXT NOT NULL, content_hash TEXT NOT NULL, pages INTEGER NOT NULL,
+    metadata_from TEXT NOT NULL, added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pages (
+    paper_id TEXT NOT NULL REFERENCES papers(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (paper_id, number)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    paper_id TEXT NOT NULL REFERENCES papers(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL, page_start INTEGER NOT NULL, page_end INTEGER NOT NULL,
+    char_start INTEGER NOT NULL, char_end INTEGER NOT NULL, section TEXT NOT NULL,
+    is_reference INTEGER NOT NULL, text TEXT NOT NULL, vector BLOB
+);
+CREATE INDEX IF NOT EXISTS chunks_paper ON chunks(paper_id);
+CREATE INDEX IF NOT EXISTS papers_hash ON papers(content_hash);
+"""
+
+CHUNK_COLUMNS = ("id, paper_id, ordinal, page_start, page_end, char_start, char_end, "
+                 "section, is_reference, text")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _chunk(row: sqlite3.Row | tuple) -> Chunk:
+    (cid, paper_id, ordinal, p0, p1, c0, c1, section, is_ref, text) = tuple(row)
+    return Chunk(paper_id=paper_id, ordinal=ordinal, text=text, page_start=p0, page_end=p1,
+                 char_start=c0, char_end=c1, section=section, is_reference=bool(is_ref), id=cid)
+
+
+def _paper(row: sqlite3.Row, chunks: int) -> Paper:
+    return Paper(
+        id=row["id"], title=row["title"], authors=tuple(json.loads(row["authors"])),
+        year=row["year"], abstract=row["abstract"],
+        categories=tuple(json.loads(row["categories"])), version=row["version"],
+        arxiv_id=row["arxiv_id"], pdf_url=row["pdf_url"], source=row["source"],
+        content_hash=row["content_hash"], pages=row["pages"], chunks=chunks,
+        metadata_from=row["metadata_from"], added_at=row["added_at"],
+    )
+
+
+@contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """Turn 'disk full' into DiskFullError, other SQLite failures into LibraryError."""
+    try:
+        yield
+    except sqlite3.OperationalError as err:
+        if "full" in str(err).lower():
+            raise DiskFullError(str(path)) from err
+        raise LibraryError(f"The library database {path} failed: {err}.",
+                           "Check the disk and permissions, then retry.") from err
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise DiskFullError(str(path)) from err
+        raise
+
+
+class Store:
+    """Thin typed access to the SQLite file. One connection per Store; thread-safe reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, timeout=30.0, check_same_thread=False,
+                                      isolation_level=None)
+        except sqlite3.Error as err:
+            raise LibraryError(f"Cannot open the library database {path}: {err}.",
+                               "Check --data-dir and its permissions.") from err
+        self.db.row_factory = sqlite3.Row
+        with disk_errors(path):
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with disk_errors(self.path):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- meta ------------------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.db.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, db: sqlite3.Connection, values: dict[str, str]) -> None:
+        db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                       list(values.items()))
+
+    def counters(self) -> tuple[int, int]:
+        """(generation, removals)."""
+        m = self.meta()
+        return int(m.get("generation", "0")), int(m.get("removals", "0"))
+
+    def _bump(self, db: sqlite3.Connection, removed: bool) -> None:
+        gen, rem = self.counters_in(db)
+        values = {"generation": str(gen + 1)}
+        if removed:
+            values["removals"] = str(rem + 1)
+        self.set_meta(db, values)
+
+    @staticmethod
+    def counters_in(db: sqlite3.Connection) -> tuple[int, int]:
+        rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN "
+                               "('generation', 'removals')").fetchall())
+        return int(rows.get("generation", 0)), int(rows.get("removals", 0))
+
+    # -- papers ----------------------------------------------------------------------
+    def papers(self) -> list[Paper]:
+        counts = dict(self.db.execute(
+            "SELECT paper_id, COUNT(*) FROM chunks GROUP BY paper_id").fetchall())
+        rows = self.db.execute("SELECT * FROM papers ORDER BY year, id").fetchall()
+        return [_paper(r, counts.get(r["id"], 0)) for r in rows]
+
+    def paper(self, paper_id: str) -> Paper | None:
+        row = self.db.execute("SELECT * FROM papers WHERE id = ?", (paper_id,)).fetchone()
+        if row is None:
+            return None
+        (n,) = self.db.execute("SELECT COUNT(*) FROM chunks WHERE paper_id = ?",
+                               (paper_id,)).fetchone()
+        return _paper(row, n)
+
+    def paper_by_hash(self, content_hash: str) -> Paper | None:
+        row = self.db.execute("SELECT id FROM papers WHERE content_hash = ?",
+                              (content_hash,)).fetchone()
+        return self.paper(row["id"]) if row else None
+
+    def put_paper(self, paper: Paper, pages: list[Page], chunks: list[Chunk],
+                  vectors: np.ndarray) -> list[int]:
+        """Insert (or replace) a paper with its pages, chunks and vectors atomically."""
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        with self.transaction() as db:
+            existed = db.execute("DELETE FROM papers WHERE id = ?", (paper.id,)).rowcount > 0
+            db.execute(
+                "INSERT INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (paper.id, paper.title, json.dumps(list(paper.authors)), paper.year,
+                 paper.abstract, json.dumps(list(paper.categories)), paper.version,
+                 paper.arxiv_id, paper.pdf_url, paper.source, paper.content_hash,
+                 paper.pages, paper.metadata_from, paper.added_at or _now()))
+            db.executemany("INSERT INTO pages VALUES (?,?,?)",
+                           [(paper.id, p.number, p.text) for p in pages])
+            ids = []
+            for chunk, vec in zip(chunks, vectors, strict=True):
+                cur = db.execute(
+                    "INSERT INTO chunks (paper_id, ordinal, page_start, page_end, char_start,"
+                    " char_end, section, is_reference, text, vector)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (paper.id, chunk.ordinal, chunk.page_start, chunk.page_end,
+                     chunk.char_start, chunk.char_end, chunk.section, int(chunk.is_reference),
+                     chunk.text, np.asarray(vec, dtype=np.float32).tobytes()))
+                ids.append(int(cur.lastrowid or 0))
+            self._bump(db, removed=existed)
+        return ids
+
+    def delete_paper(self, paper_id: str) -> bool:
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM papers WHERE id = ?", (paper_id,)).rowcount > 0
+            if gone:
+                self._bump(db, removed=True)
+        return gone
+
+    # -- chunks ----------------------------------------------------------------------
+    def chunk_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def chunks_by_ids(self, ids: Iterable[int]) -> dict[int, Chunk]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})", ids)
+        return {row[0]: _chunk(row) for row in rows}
+
+    def chunks_of(self, paper_id: str) -> list[Chunk]:
+        rows = self.db.execute(
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE paper_id = ? ORDER BY ordinal",
+            (paper_id,))
+        return [_chunk(r) for r in rows]
+
+    def chunk_ids_of(self, paper_ids: Iterable[str]) -> list[int]:
+        ids = list(paper_ids)
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT id FROM chunks WHERE paper_id IN ({marks})", ids)
+        return [r[0] for r in rows]
+
+    def pages_of(self, paper_id: str) -> list[Page]:
+        rows = self.db.execute(
+            "SELECT number, text FROM pages WHERE paper_id = ? ORDER BY number", (paper_id,))
+        return [Page(paper_id, r[0], r[1]) for r in rows]
+
+    def iter_vectors(self, dim: int, min_id: int = 0,
+                     batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of chunks with id > min_id, in id order, in batches."""
+        last = min_id
+        while True:
+            rows = self.db.execute(
+                "SELECT id, vector FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+                (last, batch)).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            yield ids, vecs.reshape(len(rows), dim)
+            last = int(ids[-1])
+
+    def iter_texts(self, batch: int = 20_000) -> Iterator[list[tuple[int, str, str, str]]]:
+        """Batches of (chunk id, paper title, section, text) in id order."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT c.id, p.title, c.section, c.text FROM chunks c JOIN papers p"
+                " ON p.id = c.paper_id WHERE c.id > ? ORDER BY c.id LIMIT ?",
+                (last, batch)).fetchall()
+            if not rows:
+                return
+            yield [tuple(r) for r in rows]  # type: ignore[misc]
+            last = rows[-1][0]
+
+    def replace_vectors(self, ids: list[int], vectors: np.ndarray,
+                        meta: dict[str, str]) -> None:
+        """Replace the vectors of all chunks and the manifest in one transaction (reindex)."""
+        with self.transaction() as db:
+            db.executemany("UPDATE chunks SET vector = ? WHERE id = ?",
+                           [(v.astype(np.float32).tobytes(), i)
+                            for i, v in zip(ids, vectors, strict=True)])
+            self.set_meta(db, meta)
+            self._bump(db, removed=True)

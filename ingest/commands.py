@@ -1,0 +1,141 @@
+"""Subcommands that fill or show the library: ingest, reading-list, list, remove, reindex."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn)
+from rich.table import Table
+
+from index.library import Library
+from index.open import open_library
+from ingest import reading_list
+from ingest.chunk import Chunker
+from ingest.pipeline import IngestReport, Ingestor, NullReporter, Reporter
+from ingest.reindex import reindex
+from paperchat.errors import SourceNotFoundError
+from paperchat.settings import Settings
+
+STATUS_STYLE = {"ingested": "green", "replaced": "cyan", "unchanged": "dim", "failed": "red"}
+
+
+class RichReporter:
+    """rich progress bars for download, extraction and embedding."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def stage(self, name: str, total: int) -> None:
+        self.tasks[name] = self.progress.add_task(name, total=total, label="")
+
+    def advance(self, name: str, label: str = "") -> None:
+        self.progress.update(self.tasks[name], advance=1, label=label)
+
+
+def make_chunker(library: Library, settings: Settings) -> Chunker:
+    embedder = library.embedder
+    assert embedder is not None
+    return Chunker(embedder.tokenizer, settings.chunking.chunk_tokens,  # type: ignore[attr-defined]
+                   settings.chunking.overlap_tokens)
+
+
+def summary_table(report: IngestReport) -> Table:
+    table = Table(title=f"Ingest summary ({report.seconds:.1f} s)")
+    for col in ("item", "id", "status", "pages", "chunks", "title / reason"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(r.item, r.paper_id, f"[{style}]{r.status}[/]", str(r.pages or ""),
+                      str(r.chunks or ""), r.reason or r.title)
+    return table
+
+
+def run_ingest(settings: Settings, items: list[str], search: str | None = None,
+               max_results: int = 10, quiet: bool = False, as_json: bool = False) -> int:
+    """`paperchat ingest`: exit code 0 when every item is in the library, 1 otherwise."""
+    console = Console(stderr=as_json, quiet=quiet and not as_json)
+    if not items and not search:
+        items = [e.item for e in reading_list.entries()]
+        console.print(f"Ingesting the built-in reading list ({len(items)} papers).")
+    library = open_library(settings)
+    with library.writer():
+        show = not (quiet or as_json) and console.is_terminal
+        progress = Progress(TextColumn("{task.description:>8}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[label]}"), console=console,
+                            disable=not show)
+        reporter: Reporter = RichReporter(progress) if show else NullReporter()
+        with progress:
+            ingestor = Ingestor(settings, library, library.embedder,  # type: ignore[arg-type]
+                                make_chunker(library, settings), reporter=reporter)
+            report = ingestor.ingest(items, search, max_results)
+        library.refresh()
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(summary_table(report))
+        if report.arxiv_unreachable:
+            console.print("[yellow]arXiv could not be reached: metadata came from the PDFs "
+                          "(and the built-in reading list).[/]")
+        papers = library.papers()
+        console.print(f"Library: {len(papers)} papers, {sum(p.chunks for p in papers)} chunks "
+                      f"in {settings.data_dir}")
+    return 1 if report.failed else 0
+
+
+def print_reading_list(as_json: bool = False) -> int:
+    entries = reading_list.entries()
+    if as_json:
+        print(json.dumps([vars(e) for e in entries], indent=2, ensure_ascii=False))
+        return 0
+    table = Table(title=f"Built-in reading list ({len(entries)} papers)")
+    for col in ("#", "id", "year", "title", "section"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        table.add_row(str(e.n or ""), e.id, str(e.year), e.title, e.section)
+    Console().print(table)
+    return 0
+
+
+def list_papers(settings: Settings, as_json: bool = False) -> int:
+    library = Library(settings, None, check=False)
+    papers = library.papers()
+    if as_json:
+        print(json.dumps([p.to_dict() for p in papers], indent=2, ensure_ascii=False))
+        return 0
+    table = Table(title=f"{len(papers)} papers in {settings.data_dir}")
+    for col in ("id", "year", "pages", "chunks", "title"):
+        table.add_column(col, overflow="fold")
+    for p in papers:
+        table.add_row(p.id, str(p.year or ""), str(p.pages), str(p.chunks), p.title)
+    Console().print(table)
+    return 0
+
+
+def remove_papers(settings: Settings, ids: list[str]) -> int:
+    library = Library(settings, None, check=False)
+    missing = []
+    with library.writer():
+        for pid in ids:
+            if library.remove_paper(pid):
+                print(f"removed {pid}")
+            else:
+                missing.append(pid)
+    if missing:
+        raise SourceNotFoundError(f"Not in the library: {', '.join(missing)}.",
+                                  "See `paperchat list` for the ids.")
+    return 0
+
+
+def run_reindex(settings: Settings) -> int:
+    library = open_library(settings, check=False)
+    with library.writer():
+        n = reindex(library, make_chunker(library, settings))
+    print(f"Reindexed {n} chunks with {settings.embedding.model} in {settings.data_dir}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,315 @@
+"""`paperchat ingest`: sources -> fetched PDFs -> pages -> chunks -> vectors -> library.
+
+Downloads run in threads and text extraction in a process pool while the main thread
+embeds the papers already extracted, so the stages overlap. Each paper is stored in one
+SQLite transaction: a crash loses at most the paper in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections import deque
+from concurrent.futures import (FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor,
+                                ThreadPoolExecutor, wait)
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from index.embedder import Embedder
+from index.library import Library, embed_text
+from ingest import extract, metadata, reading_list
+from ingest.arxiv_api import ArxivClient
+from ingest.chunk import Chunker
+from ingest.fetch import Downloader
+from ingest.sources import Source, parse_item
+from paperchat.errors import DiskFullError, NetworkError, PaperchatError, SourceNotFoundError
+from paperchat.settings import Settings
+from paperchat.types import Page, PaperMeta
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    def stage(self, name: str, total: int) -> None: ...
+    def advance(self, name: str, label: str = "") -> None: ...
+
+
+class NullReporter:
+    def stage(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, name: str, label: str = "") -> None:
+        pass
+
+
+@dataclass
+class ItemResult:
+    item: str
+    status: str  # ingested | replaced | unchanged | failed
+    paper_id: str = ""
+    title: str = ""
+    pages: int = 0
+    chunks: int = 0
+    reason: str = ""
+
+
+@dataclass
+class IngestReport:
+    results: list[ItemResult] = field(default_factory=list)
+    arxiv_unreachable: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"results": [vars(r) for r in self.results],
+                "arxiv_unreachable": self.arxiv_unreachable,
+                "seconds": round(self.seconds, 2),
+                "counts": {s: sum(r.status == s for r in self.results)
+                           for s in ("ingested", "replaced", "unchanged", "failed")}}
+
+
+@dataclass
+class Job:
+    item: str
+    source: Source
+    paper_id: str
+    meta: PaperMeta | None = None
+    path: Path | None = None
+    content_hash: str = ""
+
+
+def _local_id(source: Source) -> tuple[str, str | None]:
+    """(paper id, arXiv id) of a local file or URL before its text is read."""
+    if source.arxiv_id:
+        return source.arxiv_id, source.arxiv_id
+    known = reading_list.by_url().get(source.url or "")
+    if known is not None:
+        return known.id, known.arxiv_id
+    name = source.path.stem if source.path else Path((source.url or "").split("?")[0]).stem
+    return name or "paper", None
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, library: Library, embedder: Embedder,
+                 chunker: Chunker, *, client: ArxivClient | None = None,
+                 downloader: Downloader | None = None, reporter: Reporter | None = None) -> None:
+        self.settings = settings
+        self.library = library
+        self.embedder = embedder
+        self.chunker = chunker
+        self.client = client or ArxivClient(settings.ingest)
+        self.downloader = downloader or Downloader(settings.ingest, settings.data_dir / "pdfs")
+        self.reporter = reporter or NullReporter()
+        self.report = IngestReport()
+
+    # -- planning --------------------------------------------------------------------
+    def plan(self, items: list[str], search: str | None, max_results: int) -> list[Job]:
+        jobs: list[Job] = []
+        for item in items:
+            try:
+                for src in parse_item(item):
+                    pid, _ = _local_id(src)
+                    jobs.append(Job(item=item if src.raw == item else src.raw, source=src,
+                                    paper_id=pid))
+            except PaperchatError as err:
+                self._fail(item, "", err)
+        if search:
+            jobs.extend(self._search_jobs(search, max_results))
+        self._resolve_metadata(jobs)
+        return self._dedupe(jobs)
+
+    def _search_jobs(self, query: str, max_results: int) -> list[Job]:
+        try:
+            metas = self.client.search(query, max_results)
+        except PaperchatError as err:
+            self._fail(f"--search {query!r}", "", err)
+            return []
+        if not metas:
+            self._fail(f"--search {query!r}", "", SourceNotFoundError(
+                f"arXiv found no paper for {query!r}.", "Try other words."))
+        return [Job(item=m.arxiv_id or m.id, source=Source(kind="arxiv", raw=m.id,
+                    arxiv_id=m.arxiv_id, version=None, path=None, url=None),
+                    paper_id=m.id, meta=m) for m in metas]
+
+    def _resolve_metadata(self, jobs: list[Job]) -> None:
+        wanted = sorted({j.source.arxiv_id for j in jobs if j.source.arxiv_id and j.meta is None})
+        found: dict[str, PaperMeta] = {}
+        if wanted and self.client.reachable:
+            try:
+                found = self.client.fetch_metadata(wanted)
+            except NetworkError as err:
+                log.info("arXiv unreachable: %s", err)
+            except SourceNotFoundError as err:  # the API's error entry for a malformed id
+                for job in [j for j in jobs if j.source.arxiv_id and j.source.arxiv_id in str(err)]:
+                    self._fail(job.item, job.paper_id, err)
+                    jobs.remove(job)
+        self.report.arxiv_unreachable = not self.client.reachable
+        for job in list(jobs):
+            aid = job.source.arxiv_id
+            if job.meta is not None or not aid:
+                continue
+            job.meta = found.get(aid)
+            if job.meta is None and job.source.kind == "arxiv":
+                if self.client.reachable:
+                    self._fail(job.item, aid, SourceNotFoundError(
+                        f"arXiv has no paper with id {aid}.", "Check the id."))
+                    jobs.remove(job)
+                else:
+                    known = reading_list.by_id().get(aid)
+                    job.meta = known.meta() if known else None
+
+    def _dedupe(self, jobs: list[Job]) -> list[Job]:
+        seen: set[str] = set()
+        out = []
+        for job in jobs:
+            key = str(job.source.path or job.paper_id)
+            if key not in seen:
+                seen.add(key)
+                out.append(job)
+        return out
+
+    def _fail(self, item: str, paper_id: str, err: BaseException) -> None:
+        self.report.results.append(ItemResult(item=item, status="failed", paper_id=paper_id,
+                                              reason=str(err)))
+
+    # -- fetching --------------------------------------------------------------------
+    def _unchanged_before_download(self, job: Job) -> bool:
+        have = self.library.paper(job.paper_id)
+        if have is None or job.source.kind != "arxiv" or job.meta is None:
+            return False
+        wanted_version = job.source.version or job.meta.version
+        return wanted_version is not None and have.version == wanted_version
+
+    def fetch(self, job: Job) -> Job:
+        """Runs in a download thread: get the PDF on disk and hash it."""
+        src = job.source
+        if src.kind == "file":
+            assert src.path is not None
+            path = src.path
+        elif src.kind == "arxiv":
+            assert src.arxiv_id is not None
+            version = src.version or (job.meta.version if job.meta else None)
+            url = self.client.pdf_url(src.arxiv_id, version)
+            name = f"{src.arxiv_id.replace('/', '_')}{f'v{version}' if version else ''}.pdf"
+            path = self.downloader.fetch(url, name)
+        else:
+            assert src.url is not None
+            path = self.downloader.fetch(src.url, f"{job.paper_id}.pdf")
+        return replace(job, path=path, content_hash=metadata.sha256_file(path))
+
+    # -- the run ---------------------------------------------------------------------
+    def ingest(self, items: list[str], search: str | None = None,
+               max_results: int = 10) -> IngestReport:
+        start = time.perf_counter()
+        jobs = self.plan(items, search, max_results)
+        todo = []
+        for job in jobs:
+            if self._unchanged_before_download(job):
+                self._done_unchanged(job)
+            else:
+                todo.append(job)
+        for name in ("download", "extract", "embed"):
+            self.reporter.stage(name, len(todo))
+        workers = max(1, self.settings.ingest.workers)
+        ctx = multiprocessing.get_context("spawn")  # no fork after torch started its threads
+        with ThreadPoolExecutor(2) as dl, ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+            self._run(todo, dl, ex)
+        self.report.arxiv_unreachable = not self.client.reachable
+        self.report.seconds = time.perf_counter() - start
+        return self.report
+
+    def _run(self, todo: list[Job], dl: Executor, ex: Executor) -> None:
+        downloads: deque[tuple[Job, Future[Job]]] = deque((j, dl.submit(self.fetch, j))
+                                                          for j in todo)
+        extracts: deque[tuple[Job, Future[list[Page]]]] = deque()
+        while downloads or extracts:
+            if extracts and extracts[0][1].done():
+                job, fut = extracts.popleft()
+                self._finish(job, fut)
+            elif downloads and downloads[0][1].done():
+                job, dfut = downloads.popleft()
+                self._extract(job, dfut, ex, extracts)
+            else:
+                pending = [f for _, f in list(downloads)[:1] + list(extracts)[:1]]
+                wait(pending, return_when=FIRST_COMPLETED)
+
+    def _extract(self, job: Job, dfut: Future[Job], ex: Executor,
+                 extracts: deque[tuple[Job, Future[list[Page]]]]) -> None:
+        self.reporter.advance("download", job.paper_id)
+        try:
+            job = dfut.result()
+        except PaperchatError as err:
+            self._fail(job.item, job.paper_id, err)
+            self.reporter.advance("extract")
+            self.reporter.advance("embed")
+            return
+        have = self.library.store.paper_by_hash(job.content_hash)
+        if have is not None:
+            self._done_unchanged(job, have.id)
+            self.reporter.advance("extract")
+            self.reporter.advance("embed")
+            return
+        assert job.path is not None
+        fut = ex.submit(extract.extract_pages, job.path, job.paper_id,
+                        self.settings.ingest.extractor)
+        extracts.append((job, fut))
+
+    def _finish(self, job: Job, fut: Future[list[Page]]) -> None:
+        self.reporter.advance("extract", job.paper_id)
+        try:
+            pages = fut.result()
+            job = self._identify(job, pages)
+            pages = [Page(job.paper_id, p.number, p.text) for p in pages]
+            self._store(job, pages)
+        except DiskFullError:
+            raise
+        except PaperchatError as err:
+            self._fail(job.item, job.paper_id, err)
+        finally:
+            self.reporter.advance("embed", job.paper_id)
+
+    def _identify(self, job: Job, pages: list[Page]) -> Job:
+        """Give a local PDF its arXiv id (from the page-1 stamp) and metadata."""
+        assert job.path is not None
+        if job.meta is not None:
+            return job
+        arxiv_id = job.source.arxiv_id
+        if arxiv_id is None and pages:
+            stamp = extract.arxiv_id_from_stamp(pages[0].text)
+            arxiv_id = stamp[0] if stamp else None
+        paper_id = arxiv_id or job.paper_id
+        meta = None
+        if arxiv_id and self.client.reachable:
+            try:
+                meta = self.client.fetch_metadata([arxiv_id]).get(arxiv_id)
+            except NetworkError as err:
+                log.info("arXiv unreachable: %s", err)
+        if meta is None:
+            meta = metadata.offline_meta(paper_id, arxiv_id, job.path, pages)
+        return replace(job, paper_id=paper_id, meta=meta)
+
+    def _store(self, job: Job, pages: list[Page]) -> None:
+        assert job.meta is not None and job.path is not None
+        chunks = self.chunker.chunk(job.paper_id, pages)
+        meta = replace(job.meta, id=job.paper_id)
+        title = meta.title or job.paper_id
+        vectors = self.embedder.embed([embed_text(title, c.section, c.text) for c in chunks])
+        paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
+                                    pages)
+        existed = self.library.paper(job.paper_id) is not None
+        self.library.add_paper(paper, pages, chunks, vectors)
+        self.report.results.append(ItemResult(
+            item=job.item, status="replaced" if existed else "ingested", paper_id=paper.id,
+            title=paper.title, pages=len(pages), chunks=len(chunks)))
+
+    def _done_unchanged(self, job: Job, paper_id: str | None = None) -> None:
+        have = self.library.paper(paper_id or job.paper_id)
+        self.report.results.append(ItemResult(
+            item=job.item, status="unchanged", paper_id=have.id if have else job.paper_id,
+            title=have.title if have else "", pages=have.pages if have else 0,
+            chunks=have.chunks if have else 0))

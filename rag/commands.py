@@ -1,0 +1,79 @@
+"""`paperchat search` and `paperchat ask`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from index.open import open_library
+from paperchat.settings import Settings
+from paperchat.types import Answer
+from rag.engine import build_engine
+from rag.retrieve import Retriever
+
+
+def snippet(text: str, n: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def run_search(settings: Settings, query: str, k: int | None, papers: list[str] | None,
+               as_json: bool) -> int:
+    library = open_library(settings)
+    retrieval = Retriever(settings, library).search(query, k=k, paper_ids=papers)
+    if as_json:
+        print(json.dumps({"query": query, "hits": [h.to_dict() for h in retrieval.hits],
+                          "best_dense": retrieval.best_dense,
+                          "timings_ms": retrieval.timings_ms}, indent=2, ensure_ascii=False))
+        return 0
+    table = Table(title=f"{query}  ({retrieval.timings_ms['total']:.0f} ms)")
+    for col in ("#", "paper", "page", "score", "title / passage"):
+        table.add_column(col, overflow="fold")
+    for h in retrieval.hits:
+        table.add_row(str(h.rank), h.chunk.paper_id, str(h.chunk.page_start), f"{h.score:.4f}",
+                      f"[bold]{h.paper_title}[/]\n{snippet(h.chunk.text)}")
+    Console().print(table)
+    return 0
+
+
+def print_sources(answer: Answer, console: Console) -> None:
+    if answer.abstained:
+        console.print(f"[yellow]abstained ({answer.abstain_reason}): the library does not "
+                      "support an answer.[/]")
+    if answer.citations:
+        console.print("\n[bold]Sources[/]")
+    for c in answer.citations:
+        link = c.pdf_url or c.url or ""
+        console.print(f"[{c.n}] {c.title} ({c.year or 'n.d.'}), p. {c.page}  {link}")
+        console.print(f"    [dim]{snippet(c.text, 200)}[/]")
+    if answer.removed_citations:
+        console.print(f"[dim]{len(answer.removed_citations)} invalid citation(s) removed.[/]")
+    t = answer.timings
+    console.print(f"[dim]retrieval {t.retrieval_ms:.0f} ms, first token "
+                  f"{t.ttft_ms or 0:.0f} ms, total {t.total_ms:.0f} ms, model {answer.model}[/]")
+
+
+def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] | None,
+            as_json: bool) -> int:
+    engine = build_engine(settings)
+    engine.llm.served_model()  # fail early, with the one-line message, if the server is down
+    answer: Answer | None = None
+    for event in engine.answerer.stream(question, k=k, paper_ids=papers):
+        if event.kind == "token" and not as_json:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif event.kind == "done":
+            answer = event.answer
+    assert answer is not None
+    if as_json:
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    console = Console()
+    console.print()
+    if answer.citations or answer.removed_citations:
+        console.print(f"\n[bold]Answer with verified citations:[/] {answer.answer}")
+    print_sources(answer, console)
+    return 0

@@ -18,3 +18,5 @@ def add_eval_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
                     help="print two runs side by side with the deltas")
     sp.add_argument("--limit", type=int, help="only the first N questions")
+    sp.add_argument("--seed", type=int, default=0,
+                    help="seed of the bootstrap confidence intervals")

@@ -4,6 +4,7 @@ and stems English words, so "infilling" finds "Infilling" and "trained" finds "t
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 from functools import lru_cache
@@ -18,6 +19,8 @@ TOKEN = re.compile(rf"[{CJK_CHARS}]+|\d+(?:[.,]\d+)+|[^\W_{CJK_CHARS}]+", re.UNI
 CJK = re.compile(rf"[{CJK_CHARS}]")
 PARTS = re.compile(r"\d+|[^\W\d_]+")
 STOP = frozenset(STOPWORDS_EN)
+# bm25s sets its own logger to DEBUG on import, which would print on the user's terminal.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 @lru_cache(maxsize=1)

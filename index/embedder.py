@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -62,6 +64,20 @@ def family_prefixes(name: str, settings: EmbeddingSettings) -> tuple[str, str]:
     return query, passage
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Keep transformers' weight-loading progress bars off the user's terminal."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def pick_device(wanted: str) -> str:
     if wanted != "auto":
         return wanted
@@ -82,7 +98,8 @@ class SentenceTransformerEmbedder:
         path = resolve_model_path(settings.model)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
-            self.model = SentenceTransformer(path, device=self.device)
+            with quiet_loading():
+                self.model = SentenceTransformer(path, device=self.device)
         except OSError as err:
             raise ConfigError(
                 f"Cannot load the embedding model {settings.model!r}: {err}.",
@@ -91,7 +108,7 @@ class SentenceTransformerEmbedder:
         self.model.max_seq_length = min(settings.max_seq_length, self.model.max_seq_length or 512)
         if self.device == "cuda":
             self.model.half()
-        dim = self.model.get_sentence_embedding_dimension()
+        dim = self.model.get_embedding_dimension()
         self.dim = int(dim or 0)
         self.query_prefix, self.passage_prefix = family_prefixes(settings.model, settings)
 

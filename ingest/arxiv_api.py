@@ -122,8 +122,6 @@ class ArxivClient:
 
     # -- internals ---------------------------------------------------------------------------
     def _run(self, search: Any, page_size: int) -> list[PaperMeta]:
-        if self._unreachable is not None:
-            raise self._offline_error()
         with self._lock:
             self._package.page_size = page_size
             return [self._to_meta(result) for result in self._package.results(search)]
@@ -220,11 +218,7 @@ def _match(asked: str, metas: list[PaperMeta]) -> PaperMeta | None:
     parsed = parse_arxiv_id(asked)
     if parsed is None:
         return None
-    arxiv_id, version = parsed
-    for meta in metas:
-        if meta.id == arxiv_id and (version is None or meta.version == version):
-            return meta
-    return None
+    return next((meta for meta in metas if meta.id == parsed[0]), None)
 
 
 def _raise_error_entry(content: bytes) -> None:

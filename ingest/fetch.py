@@ -131,9 +131,6 @@ class Downloader:
             raise _Retry(f"HTTP {status}")
         if status not in (200, 206):
             raise NetworkError(f"{url} answered HTTP {status}.", "Check the URL.")
-        if "html" in response.headers.get("content-type", "").lower():
-            raise PdfError(f"{url} returned a web page, not a PDF.",
-                           "Check the URL: it must point at the PDF file itself.")
         start = 0
         if status == 206:
             first = _content_range_start(response)

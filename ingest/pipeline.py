@@ -114,8 +114,8 @@ class Ingestor:
             try:
                 for src in parse_item(item):
                     pid, _ = _local_id(src)
-                    jobs.append(Job(item=item if src.raw == item else src.raw, source=src,
-                                    paper_id=pid))
+                    label = src.path.name if src.path and Path(item).is_dir() else item
+                    jobs.append(Job(item=label, source=src, paper_id=pid))
             except PaperchatError as err:
                 self._fail(item, "", err)
         if search:
@@ -297,6 +297,8 @@ class Ingestor:
         assert job.meta is not None and job.path is not None
         chunks = self.chunker.chunk(job.paper_id, pages)
         meta = replace(job.meta, id=job.paper_id)
+        if job.source.version is not None:
+            meta = replace(meta, version=job.source.version)
         title = meta.title or job.paper_id
         vectors = self.embedder.embed([embed_text(title, c.section, c.text) for c in chunks])
         paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,

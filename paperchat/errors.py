@@ -76,3 +76,9 @@ class LLMUnavailableError(LLMError):
             "Start it with `paperchat serve-llm` or set PAPERCHAT_LLM_BASE_URL.",
         )
         self.url = url
+
+
+class EvalError(PaperchatError):
+    """An evaluation cannot run as asked: a bad question file, output folder or options."""
+
+    exit_code = 2

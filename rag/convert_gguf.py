@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import sys
 import time
@@ -53,8 +54,8 @@ def load(gguf: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
+    tokenizer: Any = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
     )
     # The GGUF loader marks the model as quantised; the weights are plain tensors now,
@@ -71,10 +72,10 @@ def check_generates(folder: Path) -> str:
     """Reload the saved folder and answer one question greedily; return the answer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer: Any = AutoTokenizer.from_pretrained(folder)
+    model: Any = AutoModelForCausalLM.from_pretrained(folder)
     messages = [{"role": "user", "content": CHECK_PROMPT}]
-    inputs = tokenizer.apply_chat_template(
+    inputs: Any = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
     output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
@@ -85,23 +86,43 @@ def check_generates(folder: Path) -> str:
     return answer
 
 
+def remove_stale_temps(out: Path) -> None:
+    """Delete temp folders left by interrupted runs (their process is gone)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def convert(gguf: Path, out: Path, check: bool = True) -> str:
     """Write the model folder ``out`` atomically; return the check answer ('' if unchecked)."""
     if not gguf.is_file():
         raise ConversionError(f"GGUF file {gguf} does not exist.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)  # a leftover of an interrupted run
+    remove_stale_temps(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         model, tokenizer = load(gguf)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         answer = check_generates(tmp) if check else ""
-        tmp.rename(out)
+        if (out / "config.json").is_file():  # another run finished first: keep its folder
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return answer
+
+
+def quiet_transformers() -> None:
+    """No progress bars or advice: the output goes to a log or a setup script."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF reader's own progress bar
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         gguf = args.gguf or find_packaged_gguf()
+        quiet_transformers()
         answer = convert(gguf, out, check=not args.no_check)
     except (ConversionError, OSError) as err:
         print(f"convert_gguf: {err}", file=sys.stderr)

@@ -24,12 +24,14 @@ class Retrieval:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def rrf(rankings: list[list[int]], k: int) -> dict[int, float]:
-    """Reciprocal rank fusion: sum over rankings of 1 / (k + rank), ranks from 1."""
+def rrf(rankings: list[list[int]], k: int,
+        weights: list[float] | None = None) -> dict[int, float]:
+    """Weighted reciprocal rank fusion: sum of weight / (k + rank), ranks from 1."""
     scores: dict[int, float] = defaultdict(float)
-    for ranking in rankings:
+    for i, ranking in enumerate(rankings):
+        w = weights[i] if weights else 1.0
         for rank, cid in enumerate(ranking, start=1):
-            scores[cid] += 1.0 / (k + rank)
+            scores[cid] += w / (k + rank)
     return dict(scores)
 
 
@@ -103,7 +105,8 @@ class Retriever:
         t["bm25"] = time.perf_counter()
         rankings = {"hybrid": [[c for c, _ in dense], [c for c, _ in sparse]],
                     "dense": [[c for c, _ in dense]], "bm25": [[c for c, _ in sparse]]}[mode]
-        hits = self._hits(rrf(rankings, cfg.rrf_k), dict(dense), dict(sparse), query)
+        weights = [cfg.dense_weight, cfg.bm25_weight] if mode == "hybrid" else None
+        hits = self._hits(rrf(rankings, cfg.rrf_k, weights), dict(dense), dict(sparse), query)
         hits = self._select(hits, k)
         t["fuse"] = time.perf_counter()
         best = max((s for _, s in dense), default=0.0)

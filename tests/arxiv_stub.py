@@ -32,8 +32,10 @@ from types import TracebackType
 from typing import Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-FailMode = Literal["404", "500", "stall", "html", "truncate", "no-range"]
-FAIL_MODES: tuple[str, ...] = ("404", "500", "stall", "html", "truncate", "no-range")
+FailMode = Literal["404", "500", "stall", "html", "truncate", "no-range", "no-length"]
+FAIL_MODES: tuple[str, ...] = (
+    "404", "500", "stall", "html", "truncate", "no-range", "no-length"
+)
 
 NS = {
     "atom": "http://www.w3.org/2005/Atom",
@@ -224,7 +226,8 @@ class ArxivStub:
 
         ``path`` is matched exactly, or as a prefix when it ends with ``*``. Modes: ``404``,
         ``500``, ``stall`` (accept, never answer), ``html`` (a web page with status 200),
-        ``truncate`` (declare the full length, send half, close), ``no-range`` (ignore Range).
+        ``truncate`` (declare the full length, send half, close), ``no-range`` (ignore Range),
+        ``no-length`` (ignore Range, send no Content-Length, end the body by closing).
         """
         if mode not in FAIL_MODES:
             raise ValueError(f"unknown failure mode {mode!r}; one of {FAIL_MODES}")
@@ -429,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = pdf.read_bytes()
         size = len(data)
         ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-        if ranged and mode != "no-range":
+        if ranged and mode not in ("no-range", "no-length"):
             first = int(ranged[1])
             last = min(int(ranged[2]) if ranged[2] else size - 1, size - 1)
             if first >= size:
@@ -438,14 +441,19 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"Content-Range": f"bytes {first}-{last}/{size}"}
             self._send(206, data[first:last + 1], "application/pdf", extra, mode == "truncate")
             return
-        self._send(200, data, "application/pdf", {}, mode == "truncate")
+        self._send(200, data, "application/pdf", {}, mode == "truncate", mode == "no-length")
 
     def _send(self, status: int, body: bytes, content_type: str,
-              extra: dict[str, str] | None = None, truncate: bool = False) -> None:
+              extra: dict[str, str] | None = None, truncate: bool = False,
+              no_length: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
+        if no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         if truncate:

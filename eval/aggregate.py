@@ -1,0 +1,143 @@
+"""Aggregate per-question records into the report's figures, with seeded 95% bootstrap
+intervals (percentile method, resampling questions with replacement)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from eval import metrics as m
+from eval.score import EVIDENCE_KS, RECALL_KS
+
+T = TypeVar("T")
+RESAMPLES = 1000
+CURVE_KS = tuple(range(1, 11))
+
+
+def bootstrap(items: Sequence[T], stat: Callable[[Sequence[T]], float | None],
+              rng: np.random.Generator, resamples: int = RESAMPLES) -> list[float] | None:
+    """[low, high] 95% interval of ``stat`` over resamples of ``items``; None when there
+    are fewer than two items or the statistic is undefined on every resample."""
+    if len(items) < 2:
+        return None
+    values = []
+    for idx in rng.integers(0, len(items), size=(resamples, len(items))):
+        v = stat([items[i] for i in idx])
+        if v is not None:
+            values.append(v)
+    if not values:
+        return None
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def section(records: Sequence[dict[str, Any]], group: str, names: Sequence[str],
+            rng: np.random.Generator) -> dict[str, Any]:
+    """Means of per-question metrics ``names`` of ``group``, each with its interval and n."""
+    out: dict[str, Any] = {"ci95": {}, "n": {}}
+    for name in names:
+        values = [r["metrics"][group][name] for r in records
+                  if r["metrics"].get(group, {}).get(name) is not None]
+        out[name] = mean(values)
+        out["ci95"][name] = bootstrap(values, mean, rng)
+        out["n"][name] = len(values)
+    return out
+
+
+def recall_curve(records: Sequence[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """Mean paper recall@k and evidence@k for k = 1..10 (the plot's data)."""
+    rows = [r for r in records if r["retrieved"] is not None and r["papers"]
+            and not r["unanswerable"]]
+    recall, evidence = [], []
+    for k in CURVE_KS:
+        recall.append(mean([v for r in rows if (v := m.recall_at(
+            [h["paper_id"] for h in r["retrieved"]], r["papers"], k)) is not None]))
+        evidence.append(mean([v for r in rows if (v := m.evidence_at(
+            [(h["paper_id"], h["text"]) for h in r["retrieved"]], r["papers"],
+            r["must_contain_any"], k)) is not None]))
+    return {"k": list(CURVE_KS), "recall": recall, "evidence": evidence}
+
+
+def abstention(records: Sequence[dict[str, Any]], rng: np.random.Generator,
+               basis: str) -> dict[str, Any]:
+    pairs = [(bool(r["unanswerable"]), bool(r["abstained"])) for r in records
+             if r["abstained"] is not None]
+    out: dict[str, Any] = dict(m.abstention_scores(pairs))
+    out["ci95"] = {}
+    for name in ("precision", "recall", "f1", "false_abstention_rate"):
+        def stat(sample: Sequence[tuple[bool, bool]], key: str = name) -> float | None:
+            return m.abstention_scores(sample)[key]
+
+        out["ci95"][name] = bootstrap(pairs, stat, rng)
+    out["n"] = {"unanswerable": sum(u for u, _ in pairs),
+                "answerable": sum(not u for u, _ in pairs)}
+    out["basis"] = basis
+    return out
+
+
+def best_dense(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Distribution of the best dense cosine score (the retrieval abstention signal)."""
+    out: dict[str, Any] = {}
+    for name, unanswerable in (("answerable", False), ("unanswerable", True)):
+        vals = sorted(r["best_dense"] for r in records
+                      if r["best_dense"] is not None and r["unanswerable"] == unanswerable)
+        out[name] = {"n": len(vals), "min": vals[0] if vals else None,
+                     "p05": m.percentile(vals, 5), "p50": m.percentile(vals, 50),
+                     "max": vals[-1] if vals else None, "values": vals}
+    return out
+
+
+def latency(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("retrieval_ms", "ttft_ms", "total_ms"):
+        vals = [r["timings"][name] for r in records if r["timings"].get(name) is not None]
+        out[name] = {"p50": m.percentile(vals, 50), "p95": m.percentile(vals, 95),
+                     "mean": mean(vals), "n": len(vals)}
+    tokens = [r["tokens"] for r in records if r.get("tokens") is not None]
+    out["tokens"] = {"mean": mean(tokens), "total": int(sum(tokens)), "n": len(tokens)}
+    return out
+
+
+def aggregate(records: Sequence[dict[str, Any]], *, seed: int, retrieval_only: bool,
+              min_dense_score: float) -> dict[str, Any]:
+    """Every figure of report.json except the run's metadata."""
+    rng = np.random.default_rng(seed)
+    scored = [r for r in records if r["status"] != "skipped"]
+    answered = [r for r in scored if r["status"] == "ok"]
+    retrieval_names = [f"recall@{k}" for k in RECALL_KS] + ["mrr@10", "ndcg@10"] + [
+        f"evidence@{k}" for k in EVIDENCE_KS]
+    retrieval = section(scored, "retrieval", retrieval_names, rng)
+    retrieval["curve"] = recall_curve(scored)
+    answers = section(answered, "answers", ["contains", "token_f1"], rng)
+    answers["contains_rate"] = answers.pop("contains")
+    answers["ci95"]["contains_rate"] = answers["ci95"].pop("contains")
+    answers["n"]["contains_rate"] = answers["n"].pop("contains")
+    citations = section(answered, "citations",
+                        ["validity", "precision", "recall", "uncited_share"], rng)
+    shown = [r for r in answered if r["shown"] is not None and not r["abstained"]]
+    invented = sum(len(r["removed_citations"]) for r in shown)
+    markers = sum(len(m.marker_numbers(r["answer"] or "")) for r in shown) + invented
+    citations["invented_share"] = invented / markers if markers else None
+    citations["nli_support"] = None  # no local NLI model is configured
+    basis = (f"retrieval threshold (best dense < {min_dense_score:g})" if retrieval_only
+             else "answers")
+    return {
+        "retrieval": retrieval, "answers": answers,
+        "abstention": abstention(answered, rng, basis), "citations": citations,
+        "latency": latency(answered), "best_dense": best_dense(scored),
+        "counts": {"questions": len(records), "scored": len(scored),
+                   "skipped": len(records) - len(scored),
+                   "errors": sum(r["status"] == "error" for r in scored),
+                   "answerable": sum(not r["unanswerable"] for r in scored),
+                   "unanswerable": sum(bool(r["unanswerable"]) for r in scored)},
+        "skipped": [{"id": r["id"], "missing_papers": r.get("missing_papers", [])}
+                    for r in records if r["status"] == "skipped"],
+        "errors": [{"id": r["id"], "error": r["error"]} for r in scored
+                   if r["status"] == "error"],
+    }

@@ -1,0 +1,81 @@
+"""The output folder of a run: run.json (what was asked) and results.jsonl (one line per
+question, appended and flushed as each question finishes, so a stopped run resumes)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from paperchat.errors import EvalError
+
+RESULTS = "results.jsonl"
+RUN = "run.json"
+SAME_RUN_KEYS = ("questions_sha256", "mode", "k", "retrieval_only")
+
+
+def check_run(out: Path, run: dict[str, Any]) -> None:
+    """Write run.json, or check that the folder holds a run of the same question file and
+    options (resuming another configuration's results would mix two runs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RUN
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        diff = [key for key in SAME_RUN_KEYS if before.get(key) != run.get(key)]
+        if diff:
+            what = ", ".join(f"{key}={before.get(key)!r}" for key in diff)
+            raise EvalError(f"{out} holds a run with other options ({what}).",
+                            "Pass another --out, or the same question file and options.")
+    elif (out / RESULTS).exists():
+        raise EvalError(f"{out} holds results.jsonl but no run.json.",
+                        "Pass an empty or new --out folder.")
+    path.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+
+
+def load_done(out: Path) -> dict[str, dict[str, Any]]:
+    """Records already in results.jsonl by id. Lines of failed questions and a torn last
+    line (the run was killed mid-write) are dropped, and the file is rewritten without
+    them, so those questions run again."""
+    path = out / RESULTS
+    if not path.is_file():
+        return {}
+    done: dict[str, dict[str, Any]] = {}
+    dropped = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            dropped = True
+            continue
+        if rec.get("status") == "error":
+            dropped = True
+            continue
+        done[str(rec["id"])] = rec
+    if dropped:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()),
+                       encoding="utf-8")
+        os.replace(tmp, path)
+    return done
+
+
+class ResultsWriter:
+    """Appends one record a line and flushes it to disk at once."""
+
+    def __init__(self, out: Path) -> None:
+        self._fh = (out / RESULTS).open("a", encoding="utf-8")
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""Unit tests of the chat UI's pure parts: citation links, the highlighted supporting
+sentence, the abstention notice, upload storage and the bind/auth rules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from paperchat.errors import ConfigError, IngestError, PdfError, SourceNotFoundError
+from paperchat.settings import UISettings
+from paperchat.types import Answer, Chunk, Citation, Hit
+from tests.conftest import CORPUS_PDFS, make_settings
+from ui import render
+from ui.app import is_loopback, parse_auth
+from ui.library import arxiv_items
+from ui.uploads import safe_name, save_upload
+
+PASSAGE = ("The Transformer follows this overall architecture. The encoder is composed of a "
+           "stack of N = 6 identical layers. Each layer has two sub-layers.")
+
+
+def citation(n: int = 1, text: str = PASSAGE) -> Citation:
+    return Citation(n=n, paper_id="1706.03762", title="Attention Is All You Need", page=3,
+                    text=text, url="https://arxiv.org/abs/1706.03762",
+                    pdf_url="https://arxiv.org/pdf/1706.03762#page=3",
+                    authors=("Ashish Vaswani", "Noam Shazeer"), year=2017)
+
+
+def test_supporting_sentence_is_the_one_sharing_most_words() -> None:
+    claim = "The encoder is a stack of 6 identical layers [1]."
+    a, b = render.supporting_span(PASSAGE, claim) or (0, 0)
+    assert PASSAGE[a:b] == "The encoder is composed of a stack of N = 6 identical layers."
+    html = render.highlighted(PASSAGE, claim)
+    assert "<mark class='pc-support'>The encoder is composed" in html
+    assert render.supporting_span(PASSAGE, "unrelated words entirely") is None
+
+
+def test_citing_sentences_pick_the_sentences_with_that_number() -> None:
+    text = "Six layers are stacked [1]. Heads are eight [2, 3]. Dropout is used [1-2]."
+    assert render.citing_sentences(text, 1) == "Six layers are stacked [1]. Dropout is used [1-2]."
+    assert render.citing_sentences(text, 3) == "Heads are eight [2, 3]."
+
+
+def test_answer_links_each_valid_citation_to_its_card_and_escapes_text() -> None:
+    answer = Answer(question="q", answer="Six <b>layers</b> [1]. Also [1, 2].", abstained=False,
+                    citations=[citation(1)])
+    html = render.answer_html(answer, turn=4)
+    assert html.count("href='#src-4-1'") == 2
+    assert "src-4-2" not in html  # [2] has no citation: plain text, no link
+    assert "&lt;b&gt;layers" in html and "<b>layers" not in html
+
+
+def test_abstention_is_a_distinct_notice() -> None:
+    answer = Answer(question="q", answer="I cannot answer from the library.", abstained=True,
+                    abstain_reason="retrieval")
+    html = render.answer_html(answer, 0)
+    assert "pc-abstain" in html and "pc-cite" not in html
+    assert "No passage in the library is close enough" in html
+
+
+def test_source_card_has_metadata_links_and_highlight() -> None:
+    answer = Answer(question="How many layers?", answer="The encoder has 6 identical layers [1].",
+                    abstained=False, citations=[citation(1)])
+    html = render.sources_html(answer, 2)
+    card = re.search(r"<details class='pc-card' id='src-2-1'.*?</details>", html)
+    assert card is not None
+    for part in ("Attention Is All You Need", "Ashish Vaswani", "2017", "page 3",
+                 "https://arxiv.org/abs/1706.03762", "https://arxiv.org/pdf/1706.03762#page=3",
+                 "<mark class='pc-support'>"):
+        assert part in card.group(0)
+
+
+def test_uncited_answer_lists_the_passages_given() -> None:
+    chunk = Chunk(paper_id="p1", ordinal=0, text="Some passage.", page_start=2, page_end=2,
+                  char_start=0, char_end=13, id=7)
+    hit = Hit(chunk=chunk, paper_title="Paper One", paper_year=2020, score=1.0)
+    answer = Answer(question="q", answer="An answer without markers.", abstained=False,
+                    hits=[hit])
+    html = render.sources_html(answer, 0)
+    assert "cites none of the passages" in html and "id='src-0-1'" in html
+    assert "cites no passage" in render.answer_html(answer, 0)
+
+
+def test_plain_text_copy_lists_references() -> None:
+    answer = Answer(question="q", answer="Six layers [1].", abstained=False,
+                    citations=[citation(1)])
+    text = render.plain_text(answer)
+    assert text.startswith("Six layers [1].")
+    assert "[1] Attention Is All You Need (2017), p. 3. https://arxiv.org/pdf/1706.03762#page=3" \
+        in text
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("../../evil.pdf", "evil.pdf"), ("..\\..\\evil.pdf", "evil.pdf"), ("/etc/passwd", "passwd.pdf"),
+    ("my paper (v2).PDF", "my_paper_v2.pdf"), ("..", "upload.pdf"), ("論文.pdf", "upload.pdf"),
+])
+def test_safe_name(name: str, expected: str) -> None:
+    assert safe_name(name) == expected
+
+
+def test_upload_is_stored_inside_the_data_dir(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    dest = save_upload(CORPUS_PDFS / "gpt1.pdf", "../../evil.pdf", settings)
+    assert dest == (tmp_path / "data" / "uploads" / "evil.pdf").resolve()
+    assert dest.read_bytes() == (CORPUS_PDFS / "gpt1.pdf").read_bytes()
+    assert not (tmp_path / "evil.pdf").exists() and not (tmp_path.parent / "evil.pdf").exists()
+
+
+def test_upload_size_limit_and_pdf_check(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", ui={"max_upload_mb": 0.1})
+    with pytest.raises(IngestError, match=r"uploads are limited to 0.1 MiB"):
+        save_upload(CORPUS_PDFS / "gpt1.pdf", "gpt1.pdf", settings)
+    fake = tmp_path / "notes.pdf"
+    fake.write_text("just text")
+    with pytest.raises(PdfError, match="not a PDF"):
+        save_upload(fake, "notes.pdf", settings)
+    assert not any((tmp_path / "data" / "uploads").glob("*.pdf"))
+
+
+def test_bind_rules() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0")
+    assert parse_auth(UISettings()) is None
+    with pytest.raises(ConfigError, match="without a password"):
+        parse_auth(UISettings(host="0.0.0.0"))
+    assert parse_auth(UISettings(host="0.0.0.0", auth="ann:s3:cret")) == ("ann", "s3:cret")
+    with pytest.raises(ConfigError, match="user:password"):
+        parse_auth(UISettings(auth="nopassword"))
+
+
+def test_browser_may_name_only_arxiv_papers() -> None:
+    assert arxiv_items("1706.03762, https://arxiv.org/abs/2106.09685v2") == [
+        "1706.03762", "https://arxiv.org/abs/2106.09685v2"]
+    with pytest.raises(SourceNotFoundError, match="Not an arXiv id: /etc/hosts"):
+        arxiv_items("1706.03762 /etc/hosts")

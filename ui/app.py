@@ -1,0 +1,116 @@
+"""`paperchat chat`: the Gradio Blocks app (a Chat tab and a Library tab) and its launch.
+
+One engine per process (library, embedder, model client) serves every browser session;
+each session keeps its conversation in a ``gr.State``. Errors reach the page through
+:mod:`ui.errors`. Binds ``ui.host:ui.port`` (loopback by default), never asks for a share
+link unless ``ui.share``, and requires ``ui.auth`` when bound to another address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+import gradio as gr
+
+from paperchat.errors import ConfigError
+from paperchat.settings import Settings, UISettings
+from rag.engine import Engine, build_engine
+from ui.assets import CSS, HEAD
+from ui.chat import ChatHandler
+from ui.layout import ChatTab, LibraryTab, chat_tab, library_tab
+from ui.library import LibraryActions
+from ui.status import Status
+
+log = logging.getLogger(__name__)
+THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: works offline
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(ui: UISettings) -> tuple[str, str] | None:
+    """``ui.auth`` as (user, password); required when the chat is bound beyond loopback."""
+    if not ui.auth:
+        if not is_loopback(ui.host):
+            raise ConfigError(f"The chat would listen on {ui.host} without a password.",
+                              "Set ui.auth (PAPERCHAT_UI_AUTH='user:password') or bind "
+                              "ui.host to 127.0.0.1.")
+        return None
+    user, sep, password = ui.auth.partition(":")
+    if not sep or not user or not password:
+        raise ConfigError("ui.auth must look like 'user:password'.",
+                          "Set PAPERCHAT_UI_AUTH='user:password'.")
+    return user, password
+
+
+def build_app(settings: Settings, engine: Engine) -> gr.Blocks:
+    """The Blocks app over ``engine`` (not launched: see :func:`launch_app`)."""
+    status = Status(settings, engine)
+    chat = ChatHandler(settings, engine)
+    actions = LibraryActions(settings, engine.library)
+    with gr.Blocks(title="paperchat", analytics_enabled=False) as app:
+        header = gr.Markdown(elem_id="health")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                ct = chat_tab(settings, status, chat)
+            with gr.Tab("Library", id="library", elem_id="library-tab"):
+                lt = library_tab(settings, actions)
+        _wire_refresh(app, status, header, ct, lt)
+    return app
+
+
+def _wire_refresh(app: gr.Blocks, status: Status, header: gr.Markdown, ct: ChatTab,
+                  lt: LibraryTab) -> None:
+    """Health line on load, on a timer and after each answer; library views after changes."""
+    refresh_out = [lt.table, lt.summary, ct.papers, lt.remove_sel]
+    app.load(status.health, outputs=header, queue=False)
+    app.load(status.library_views, inputs=ct.papers, outputs=refresh_out)
+    gr.Timer(15).tick(status.health, outputs=header, queue=False)
+    for event in ct.ask_events:
+        event.then(status.health, outputs=header, queue=False)
+    for event in lt.change_events:
+        event.then(status.library_views, inputs=ct.papers, outputs=refresh_out)
+
+
+def launch_kwargs(settings: Settings) -> dict[str, Any]:
+    ui = settings.ui
+    return {
+        "server_name": ui.host, "server_port": ui.port, "share": ui.share,
+        "auth": parse_auth(ui), "max_file_size": f"{ui.max_upload_mb:g}mb",
+        "footer_links": ["gradio", "settings"], "ssr_mode": False, "quiet": True,
+        "theme": gr.themes.Soft(font=THEME_FONTS, font_mono=["ui-monospace", "monospace"]),
+        "css": CSS, "head": HEAD, "show_error": True,
+    }
+
+
+def launch_app(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
+    """Queue (``ui.concurrency`` chats at once) and serve the app; return its local URL."""
+    if settings.ui.concurrency < 1:
+        raise ConfigError("ui.concurrency must be at least 1.", "Set ui.concurrency to 4.")
+    app.queue(default_concurrency_limit=settings.ui.concurrency)
+    try:
+        app.launch(prevent_thread_lock=not block, **launch_kwargs(settings))
+    except OSError as err:
+        raise ConfigError(f"The chat cannot listen on {settings.ui.host}:{settings.ui.port}: "
+                          f"{err}.", "Stop what uses that port or pass --port.") from err
+    return str(app.local_url)
+
+
+def run_chat(settings: Settings) -> int:
+    """Build the engine once, then serve the chat until Ctrl-C."""
+    parse_auth(settings.ui)  # refuse a bad bind before loading any model
+    engine = build_engine(settings)
+    app = build_app(settings, engine)
+    print(f"paperchat chat: http://{settings.ui.host}:{settings.ui.port}  "
+          f"(library {settings.data_dir}, model server {settings.llm.base_url}); Ctrl-C stops.",
+          flush=True)
+    launch_app(app, settings, block=True)
+    return 0

@@ -1,0 +1,147 @@
+"""HTML for the chat: answers with clickable [n] citations, the abstention notice, and the
+source cards with the supporting sentence highlighted. Pure functions of the typed values.
+
+Card ids are ``src-<turn>-<n>``: citation [n] of answer number <turn> links to its card.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+
+from paperchat.types import Answer, Citation
+from rag.citations import MARKER, SENTENCE_END, citation_for, expand
+
+PASSAGE_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
+WORD = re.compile(r"[^\W_]+", re.UNICODE)
+STOPWORDS = frozenset(re.findall(
+    r"\w+", "the a an and or of to in on for with by is are was were be been this that these "
+    "those it its as at from we our they their which can has have not but also such than"))
+ABSTAIN_WHY = {
+    "retrieval": "No passage in the library is close enough to the question.",
+    "model": "The model found no support for an answer in the passages it was given.",
+}
+
+
+def card_id(turn: int, n: int) -> str:
+    return f"src-{turn}-{n}"
+
+
+def words(text: str) -> set[str]:
+    return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+
+
+def citing_sentences(answer: str, n: int) -> str:
+    """The answer's sentences that cite [n], joined (the claims the passage supports)."""
+    out = [s for s in SENTENCE_END.split(answer)
+           if any(n in expand(m.group(1)) for m in MARKER.finditer(s))]
+    return " ".join(out)
+
+
+def supporting_span(passage: str, claim: str) -> tuple[int, int] | None:
+    """Offsets of the passage sentence sharing the most words with ``claim`` (None if none)."""
+    want = words(claim)
+    best: tuple[int, int] | None = None
+    best_score = 0
+    pos = 0
+    for sentence in PASSAGE_SENTENCE.split(passage):
+        start = passage.find(sentence, pos)
+        pos = start + len(sentence)
+        score = len(want & words(sentence))
+        if score > best_score:
+            best, best_score = (start, pos), score
+    return best
+
+
+def highlighted(passage: str, claim: str) -> str:
+    span = supporting_span(passage, claim) if claim else None
+    if span is None:
+        return escape(passage)
+    a, b = span
+    return (f"{escape(passage[:a])}<mark class='pc-support'>{escape(passage[a:b])}</mark>"
+            f"{escape(passage[b:])}")
+
+
+def answer_html(answer: Answer, turn: int) -> str:
+    """The final answer: escaped text, [n] as links to the cards, or the abstention notice."""
+    if answer.abstained:
+        why = ABSTAIN_WHY.get(answer.abstain_reason, "")
+        return (f"<div class='pc-abstain'><strong>No answer from the library.</strong> "
+                f"{escape(answer.answer)}<br><small>{escape(why)}</small></div>")
+    cited = {c.n for c in answer.citations}
+
+    def link(m: re.Match[str]) -> str:
+        parts = [f"<a class='pc-cite' href='#{card_id(turn, n)}' data-card='{card_id(turn, n)}'>"
+                 f"{n}</a>" if n in cited else str(n) for n in expand(m.group(1))]
+        return f"[{', '.join(parts)}]"
+
+    body = MARKER.sub(link, escape(answer.answer))
+    notes = []
+    if not answer.citations:
+        notes.append("This answer cites no passage: check it against the sources.")
+    if answer.removed_citations:
+        notes.append(f"{len(answer.removed_citations)} citation(s) to passages the model "
+                     "was not given were removed.")
+    extra = "".join(f"<br><small class='pc-note'>{escape(n)}</small>" for n in notes)
+    return f"<div class='pc-answer'>{body}{extra}</div>"
+
+
+def streaming_html(text: str) -> str:
+    return f"<div class='pc-answer pc-streaming'>{escape(text)}</div>"
+
+
+def _links(c: Citation) -> str:
+    links = []
+    if c.url:
+        links.append(f"<a href='{escape(c.url)}' target='_blank' rel='noopener'>arXiv abstract</a>")
+    if c.pdf_url:
+        links.append(f"<a href='{escape(c.pdf_url)}' target='_blank' rel='noopener'>"
+                     f"PDF, page {c.page}</a>")
+    return " · ".join(links) or "<span>local PDF (no arXiv link)</span>"
+
+
+def card_html(c: Citation, turn: int, claim: str, open_: bool) -> str:
+    authors = ", ".join(c.authors[:4]) + (" et al." if len(c.authors) > 4 else "")
+    meta = " · ".join(x for x in (escape(authors), str(c.year or "n.d."), f"page {c.page}") if x)
+    return (f"<details class='pc-card' id='{card_id(turn, c.n)}' data-paper='{escape(c.paper_id)}'"
+            f" data-page='{c.page}'{' open' if open_ else ''}>"
+            f"<summary><span class='pc-n'>[{c.n}]</span> <span class='pc-title'>"
+            f"{escape(c.title)}</span></summary>"
+            f"<div class='pc-meta'>{meta}</div>"
+            f"<p class='pc-passage'>{highlighted(c.text, claim)}</p>"
+            f"<div class='pc-links'>{_links(c)}</div></details>")
+
+
+def sources_html(answer: Answer, turn: int) -> str:
+    """The sources section of one answer: cited passages, else the passages given."""
+    head = (f"<div class='pc-turn' data-turn='{turn}'>"
+            f"<div class='pc-q'>{escape(answer.question)}</div>")
+    if answer.citations:
+        cards = [card_html(c, turn, citing_sentences(answer.answer, c.n), True)
+                 for c in answer.citations]
+        return head + "".join(cards) + "</div>"
+    if not answer.hits:
+        return head + "<p class='pc-none'>No passage was retrieved.</p></div>"
+    given = [card_html(citation_for(i + 1, h), turn, "", False) for i, h in enumerate(answer.hits)]
+    label = ("Passages retrieved (none was close enough to answer):" if answer.abstained
+             else "The answer cites none of the passages the model was given:")
+    return head + f"<p class='pc-none'>{label}</p>" + "".join(given) + "</div>"
+
+
+def plain_text(answer: Answer) -> str:
+    """The answer and its references as plain text (what the copy button copies)."""
+    lines = [answer.answer]
+    if answer.citations:
+        lines.append("")
+    for c in answer.citations:
+        link = c.pdf_url or c.url or c.paper_id
+        lines.append(f"[{c.n}] {c.title} ({c.year or 'n.d.'}), p. {c.page}. {link}")
+    return "\n".join(lines)
+
+
+def timings_html(answer: Answer) -> str:
+    t = answer.timings
+    first = f", first token {t.ttft_ms / 1000:.1f} s" if t.ttft_ms else ""
+    model = f" · {escape(answer.model)}" if answer.model else ""
+    return (f"<small class='pc-timings'>retrieval {t.retrieval_ms:.0f} ms{first}, "
+            f"total {t.total_ms / 1000:.1f} s{model}</small>")

@@ -1,0 +1,59 @@
+"""PDF uploads: size-limited, checked to be PDFs, stored only inside
+``<data_dir>/uploads`` under a sanitised name (a name like ``../../evil.pdf`` cannot
+leave that folder)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from pathlib import Path
+
+from paperchat.errors import IngestError, PdfError
+from paperchat.settings import Settings
+
+MAX_NAME = 120
+
+
+def uploads_dir(settings: Settings) -> Path:
+    return settings.data_dir / "uploads"
+
+
+def safe_name(name: str) -> str:
+    """A plain file name ending in .pdf: the last path part, letters, digits, ``._-``."""
+    base = re.split(r"[\\/]", unicodedata.normalize("NFKC", name))[-1]
+    stem = base[:-4] if base.lower().endswith(".pdf") else base
+    stem = re.sub(r"[^\w.-]+", "_", stem, flags=re.ASCII).strip("._-")[:MAX_NAME]
+    return f"{stem or 'upload'}.pdf"
+
+
+def check_upload(path: Path, name: str, max_mb: float) -> None:
+    """Raise when the file is too large or not a PDF."""
+    size = path.stat().st_size
+    if size > max_mb * 1024 * 1024:
+        raise IngestError(f"{name} is {size / 1024 / 1024:.1f} MiB; uploads are limited to "
+                          f"{max_mb:g} MiB.", "Set ui.max_upload_mb to accept larger files.")
+    with path.open("rb") as fh:
+        if b"%PDF-" not in fh.read(1024):  # the header may follow a little junk
+            raise PdfError(f"{name} is not a PDF file.", "Upload a PDF.")
+
+
+def save_upload(src: Path, name: str, settings: Settings) -> Path:
+    """Copy an uploaded file into the uploads folder (atomically) and return its new path."""
+    check_upload(src, name, settings.ui.max_upload_mb)
+    folder = uploads_dir(settings).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = (folder / safe_name(name)).resolve()
+    if dest.parent != folder:  # cannot happen with safe_name; kept as the last guard
+        raise IngestError(f"Refusing to store the upload {name!r} outside {folder}.")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".pdf")
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            shutil.copyfileobj(inp, out)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest

@@ -1,5 +1,6 @@
-"""BM25 over chunk texts (bm25s), with a tokenizer that keeps numbers like "3.5" and "28.4"
-and stems English words, so "infilling" finds "Infilling" and "trained" finds "training"."""
+"""BM25 over chunk texts (bm25s), with a tokenizer that keeps numbers like "3.5" and "28.4",
+spells Greek letters out ("β2" and "beta2" both give "beta", "2") and stems English words,
+so "infilling" finds "Infilling" and "trained" finds "training"."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -19,12 +21,21 @@ TOKEN = re.compile(rf"[{CJK_CHARS}]+|\d+(?:[.,]\d+)+|[^\W_{CJK_CHARS}]+", re.UNI
 CJK = re.compile(rf"[{CJK_CHARS}]")
 PARTS = re.compile(r"\d+|[^\W\d_]+")
 STOP = frozenset(STOPWORDS_EN)
+# Papers write hyperparameters as Greek letters (β2 = 0.98, λ = 0.95, ε_ls); users type names.
+GREEK_NAMES = {
+    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta",
+    "η": "eta", "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu",
+    "ξ": "xi", "ο": "omicron", "π": "pi", "ρ": "rho", "σ": "sigma", "ς": "sigma", "τ": "tau",
+    "υ": "upsilon", "φ": "phi", "ϕ": "phi", "χ": "chi", "ψ": "psi", "ω": "omega",
+}
+GREEK = str.maketrans({ch: f" {name} " for ch, name in GREEK_NAMES.items()})
+TOKENIZER_VERSION = "2"  # bump when tokenize() changes: saved BM25 files become stale
 # bm25s sets its own logger to DEBUG on import, which would print on the user's terminal.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 @lru_cache(maxsize=1)
-def _stemmer():  # type: ignore[no-untyped-def]
+def _stemmer() -> Any:
     import Stemmer
 
     return Stemmer.Stemmer("english")
@@ -36,7 +47,7 @@ def _cjk_bigrams(word: str) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased, NFKC-normalised, stemmed tokens without English stopwords."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = unicodedata.normalize("NFKC", text).lower().translate(GREEK)
     words: list[str] = []
     for tok in TOKEN.findall(text):
         if CJK.match(tok):
@@ -99,6 +110,13 @@ class BM25Index:
             self.model.save(str(directory / "bm25"), show_progress=False)
         np.save(directory / "bm25_ids.npy", self.ids)
         (directory / "bm25_vocab.json").write_text(json.dumps(self.vocab))
+        (directory / "bm25_tokenizer.txt").write_text(TOKENIZER_VERSION)
+
+    @staticmethod
+    def is_current(directory: Path) -> bool:
+        """Whether the BM25 files in ``directory`` were built by this tokenizer."""
+        version = directory / "bm25_tokenizer.txt"
+        return version.is_file() and version.read_text().strip() == TOKENIZER_VERSION
 
     @classmethod
     def load(cls, directory: Path) -> BM25Index:

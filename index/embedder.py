@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -113,7 +113,7 @@ class SentenceTransformerEmbedder:
         self.query_prefix, self.passage_prefix = family_prefixes(settings.model, settings)
 
     @property
-    def tokenizer(self):  # type: ignore[no-untyped-def]
+    def tokenizer(self) -> Any:
         return self.model.tokenizer
 
     def embed(self, texts: list[str], kind: Kind = "passage") -> np.ndarray:

@@ -253,7 +253,7 @@ class Store:
                 (last, batch)).fetchall()
             if not rows:
                 return
-            yield [tuple(r) for r in rows]  # type: ignore[misc]
+            yield [(r[0], r[1], r[2], r[3]) for r in rows]
             last = rows[-1][0]
 
     def replace_vectors(self, ids: list[int], vectors: np.ndarray,

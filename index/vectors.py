@@ -78,12 +78,13 @@ class VectorIndex:
             if len(positions) == 0:
                 return []
             sel = faiss.IDSelectorBatch(positions)
-            params = (faiss.SearchParametersHNSW(sel=sel, efSearch=self.settings.hnsw_ef_search)
-                      if self.kind == "hnsw" else faiss.SearchParameters(sel=sel))
+            params = (faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                sel=sel, efSearch=self.settings.hnsw_ef_search)
+                if self.kind == "hnsw" else faiss.SearchParameters(sel=sel))  # type: ignore[call-arg]
             scores, pos = self.index.search(q, min(k, len(positions)), params=params)
         else:
             if self.kind == "hnsw":
-                self.index.hnsw.efSearch = max(self.settings.hnsw_ef_search, k)
+                self.index.hnsw.efSearch = max(self.settings.hnsw_ef_search, k)  # type: ignore[attr-defined]
             scores, pos = self._searcher().search(q, k)
         return [(int(self.ids[p]), float(s)) for p, s in zip(pos[0], scores[0], strict=True)
                 if p >= 0]
@@ -99,5 +100,5 @@ class VectorIndex:
         vi.index = faiss.read_index(str(directory / "vectors.faiss"))
         vi.ids = np.load(directory / "ids.npy")
         if vi.kind == "hnsw":
-            vi.index.hnsw.efSearch = settings.hnsw_ef_search
+            vi.index.hnsw.efSearch = settings.hnsw_ef_search  # type: ignore[attr-defined]
         return vi

@@ -7,15 +7,14 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from index.library import Library
 from index.open import open_library
 from ingest import reading_list
 from ingest.chunk import Chunker
-from ingest.pipeline import IngestReport, Ingestor, NullReporter, Reporter
+from ingest.pipeline import Ingestor, IngestReport, NullReporter, Reporter
 from ingest.reindex import reindex
 from paperchat.errors import SourceNotFoundError
 from paperchat.settings import Settings

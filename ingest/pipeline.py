@@ -11,8 +11,14 @@ import logging
 import multiprocessing
 import time
 from collections import deque
-from concurrent.futures import (FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor,
-                                ThreadPoolExecutor, wait)
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -235,7 +241,8 @@ class Ingestor:
                 job, dfut = downloads.popleft()
                 self._extract(job, dfut, ex, extracts)
             else:
-                pending = [f for _, f in list(downloads)[:1] + list(extracts)[:1]]
+                pending: list[Future[Any]] = [f for _, f in list(downloads)[:1]]
+                pending += [f for _, f in list(extracts)[:1]]
                 wait(pending, return_when=FIRST_COMPLETED)
 
     def _extract(self, job: Job, dfut: Future[Job], ex: Executor,
@@ -279,8 +286,8 @@ class Ingestor:
         if job.meta is not None:
             return job
         arxiv_id = job.source.arxiv_id
-        if arxiv_id is None and pages:
-            stamp = extract.arxiv_id_from_stamp(pages[0].text)
+        if arxiv_id is None:
+            stamp = extract.arxiv_stamp_of_pdf(job.path)
             arxiv_id = stamp[0] if stamp else None
         paper_id = arxiv_id or job.paper_id
         meta = None

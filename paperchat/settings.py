@@ -237,7 +237,9 @@ def load_settings(
     environ = os.environ if environ is None else environ
     cli = dict(cli or {})
     env = env_overrides(environ)
-    path = config_file or (Path(environ["PAPERCHAT_CONFIG"]) if "PAPERCHAT_CONFIG" in environ else None)
+    path = config_file
+    if path is None and "PAPERCHAT_CONFIG" in environ:
+        path = Path(environ["PAPERCHAT_CONFIG"])
     if path is None:
         data_dir = (cli.get("paths", {}).get("data_dir") or env.get("paths", {}).get("data_dir")
                     or _default_data_dir())

@@ -49,7 +49,8 @@ def _server_message(resp: httpx.Response) -> str:
 class ChatStream(Iterator[str]):
     """Text pieces of a streamed chat completion; after the end it knows why it stopped.
 
-    The request is sent on the first ``next()``; errors are raised from there.
+    The request is sent on the first ``next()``; errors are raised from there. Use it as a
+    context manager (or call ``close()``) when you may stop reading before the end.
     ``finish_reason`` ('stop', 'length', ...) and token usage are set when the stream ends.
     """
 
@@ -80,11 +81,18 @@ class ChatStream(Iterator[str]):
         return next(self._pieces)
 
     def close(self) -> None:
-        """Stop reading (closes the HTTP response)."""
+        """Stop reading (closes the HTTP response); call it when leaving a stream early."""
         self._pieces.close()
         close = getattr(self._events, "close", None)
         if close is not None:
             close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 class LLMClient:

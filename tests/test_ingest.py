@@ -161,3 +161,12 @@ def test_embedding_model_mismatch_then_reindex(corpus_settings: Settings, tmp_pa
     assert lib.manifest()["embedding_model"] == str(other)
     assert len(lib.papers()) == 15
     assert Retriever(s, lib).search("Text Infilling", k=3).hits
+
+
+def test_local_pdf_gets_its_arxiv_id_from_the_page_stamp(tmp_path: Path) -> None:
+    renamed = tmp_path / "bart-paper.pdf"
+    shutil.copy(CORPUS_PDFS / "1910.13461.pdf", renamed)
+    s = make_settings(tmp_path / "data")
+    assert run_ingest(s, [str(renamed)], quiet=True) == 0
+    paper = Library(s, None, check=False).paper("1910.13461")
+    assert paper is not None and paper.arxiv_id == "1910.13461" and paper.year == 2019

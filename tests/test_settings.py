@@ -39,7 +39,7 @@ def test_data_dir_shortcut_and_toml_in_data_dir(tmp_path: Path) -> None:
 
 
 def test_bad_values_give_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="retrieval.k"):
+    with pytest.raises(ConfigError, match=r"retrieval\.k"):
         load_settings(environ={"PAPERCHAT_RETRIEVAL_K": "many"})
     with pytest.raises(ConfigError, match="PAPERCHAT_LLM_BASEURL"):
         load_settings(environ={"PAPERCHAT_LLM_BASEURL": "x"})

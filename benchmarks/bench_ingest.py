@@ -1,0 +1,266 @@
+"""Ingest benchmark, stage by stage, on the shared corpus served by the local arXiv stand-in.
+
+Stages, each timed alone: download (``Downloader`` from the stub), extraction (both
+extractors, one process; the default one also in a pool of ``ingest.workers`` processes),
+chunking (``Chunker``), embedding (``SentenceTransformerEmbedder``), indexing (``Library``:
+SQLite, FAISS, BM25). Then the whole ingest as ``paperchat ingest`` runs it (``Ingestor``,
+arXiv ids through the stub, the model already loaded) and its wall time divided by the time
+of embedding the very same chunks alone: embedding is the floor on a CPU, so the ratio is
+the pipeline's overhead (target: at most 1.3).
+
+    python -m benchmarks.bench_ingest --size small|full [--keep-library DIR]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import (
+    Stopwatch,
+    bench_settings,
+    machine,
+    markdown_table,
+    parser,
+    rate,
+    write_results,
+)
+from index.embedder import SentenceTransformerEmbedder
+from index.library import Library, embed_text
+from ingest import metadata
+from ingest.chunk import Chunker
+from ingest.commands import make_chunker
+from ingest.extract import EXTRACTORS, extract_pages
+from ingest.fetch import Downloader
+from ingest.pipeline import Ingestor
+from paperchat.errors import IngestError
+from paperchat.settings import Settings
+from paperchat.types import Chunk, Page, PaperMeta
+from tests.arxiv_stub import ArxivStub, StubPaper
+
+NAME = "ingest"
+# Papers per size (None: the whole corpus, 15 papers, about 450 pages).
+PAPERS: dict[str, list[str] | None] = {
+    "tiny": ["1910.13461"],
+    "small": ["1706.03762", "1707.06347", "1910.13461"],
+    "full": None,
+}
+
+
+def pick(stub: ArxivStub, size: str) -> list[StubPaper]:
+    wanted = PAPERS[size]
+    return list(stub.papers) if wanted is None else [stub.by_id[i] for i in wanted]
+
+
+def paper_id(paper: StubPaper) -> str:
+    return paper.arxiv_id or paper.pdf.stem
+
+
+def url_of(stub: ArxivStub, paper: StubPaper) -> str:
+    return stub.pdf_url(paper.arxiv_id) if paper.arxiv_id else stub.file_url(paper.pdf.name)
+
+
+# ------------------------------------------------------------------ stages
+
+
+def stage_download(settings: Settings, stub: ArxivStub, papers: list[StubPaper],
+                   dest: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    with Downloader(settings.ingest, dest) as dl, Stopwatch() as sw:
+        paths = {paper_id(p): dl.fetch(url_of(stub, p), f"{paper_id(p)}.pdf") for p in papers}
+    mb = sum(p.stat().st_size for p in paths.values()) / 2**20
+    return {"seconds": round(sw.seconds, 3), "papers": len(paths), "mb": round(mb, 2),
+            "mb_per_s": rate(mb, sw.seconds), "papers_per_s": rate(len(paths), sw.seconds)}, paths
+
+
+def stage_extract(paths: dict[str, Path], extractor: str) -> tuple[dict[str, Any],
+                                                                    dict[str, list[Page]]]:
+    with Stopwatch() as sw:
+        pages = {pid: extract_pages(path, pid, extractor) for pid, path in paths.items()}
+    n = sum(len(p) for p in pages.values())
+    return {"seconds": round(sw.seconds, 3), "pages": n, "pages_per_s": rate(n, sw.seconds)}, pages
+
+
+def stage_extract_pool(paths: dict[str, Path], extractor: str, workers: int) -> dict[str, Any]:
+    """The default extractor in a process pool, as the pipeline runs it (pool start included)."""
+    ctx = multiprocessing.get_context("spawn")
+    with Stopwatch() as sw, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = [pool.submit(extract_pages, path, pid, extractor) for pid, path in paths.items()]
+        n = sum(len(f.result()) for f in futures)
+    return {"seconds": round(sw.seconds, 3), "pages": n, "workers": workers,
+            "pages_per_s": rate(n, sw.seconds)}
+
+
+def stage_chunk(chunker: Chunker, pages: dict[str, list[Page]]) -> tuple[dict[str, Any],
+                                                                         dict[str, list[Chunk]]]:
+    with Stopwatch() as sw:
+        chunks = {pid: chunker.chunk(pid, p) for pid, p in pages.items()}
+    n_pages = sum(len(p) for p in pages.values())
+    n = sum(len(c) for c in chunks.values())
+    return {"seconds": round(sw.seconds, 3), "chunks": n, "pages": n_pages,
+            "pages_per_s": rate(n_pages, sw.seconds),
+            "chunks_per_s": rate(n, sw.seconds)}, chunks
+
+
+def stage_embed(embedder: SentenceTransformerEmbedder, texts: list[str]) -> tuple[dict[str, Any],
+                                                                                 np.ndarray]:
+    with Stopwatch() as sw:
+        vectors = embedder.embed(texts)
+    return {"seconds": round(sw.seconds, 3), "chunks": len(texts),
+            "chunks_per_s": rate(len(texts), sw.seconds)}, vectors
+
+
+def stage_index(settings: Settings, embedder: SentenceTransformerEmbedder,
+                titles: dict[str, str], paths: dict[str, Path], pages: dict[str, list[Page]],
+                chunks: dict[str, list[Chunk]], vectors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """SQLite writes of every paper, then the FAISS and BM25 build (``refresh``)."""
+    library = Library(settings, embedder)
+    with library.writer(), Stopwatch() as sw:
+        for pid in pages:
+            meta = PaperMeta(id=pid, title=titles[pid], arxiv_id=pid if pid[0].isdigit() else None)
+            paper = metadata.make_paper(meta, str(paths[pid]),
+                                        metadata.sha256_file(paths[pid]), pages[pid])
+            library.add_paper(paper, pages[pid], chunks[pid], vectors[pid])
+        library.refresh()
+    library.close()
+    n = sum(len(c) for c in chunks.values())
+    return {"seconds": round(sw.seconds, 3), "chunks": n, "chunks_per_s": rate(n, sw.seconds)}
+
+
+def whole_ingest(settings: Settings, embedder: SentenceTransformerEmbedder,
+                 items: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``paperchat ingest ITEMS`` (as ``run_ingest``, model already loaded); returns the
+    figures and the embedded texts of the chunks it stored, in id order."""
+    library = Library(settings, embedder)
+    with library.writer(), Stopwatch() as sw:
+        report = Ingestor(settings, library, embedder, make_chunker(library, settings)).ingest(
+            items)
+        library.refresh()
+    if report.failed:
+        reasons = "; ".join(f"{r.item}: {r.reason}" for r in report.failed)
+        raise IngestError(f"The benchmark's ingest failed: {reasons}.",
+                          "Check that the shared corpus is complete.")
+    texts = [embed_text(*row[1:]) for batch in library.store.iter_texts() for row in batch]
+    pages = sum(r.pages for r in report.results)
+    library.close()
+    return {"seconds": round(sw.seconds, 3), "papers": len(report.results), "pages": pages,
+            "chunks": len(texts), "pages_per_s": rate(pages, sw.seconds),
+            "chunks_per_s": rate(len(texts), sw.seconds),
+            "workers": settings.ingest.workers}, texts
+
+
+# ------------------------------------------------------------------ the run
+
+
+def measure_stages(settings: Settings, stub: ArxivStub, papers: list[StubPaper],
+                   embedder: SentenceTransformerEmbedder, work: Path) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    figures["download"], paths = stage_download(settings, stub, papers, work / "pdfs")
+    pages: dict[str, list[Page]] = {}
+    for extractor in EXTRACTORS:
+        figures[f"extract_{extractor}"], got = stage_extract(paths, extractor)
+        if extractor == settings.ingest.extractor:
+            pages = got
+    figures["extract_pool"] = stage_extract_pool(paths, settings.ingest.extractor,
+                                                 settings.ingest.workers)
+    chunker = Chunker(embedder.tokenizer, settings.chunking.chunk_tokens,
+                      settings.chunking.overlap_tokens)
+    figures["chunk"], chunks = stage_chunk(chunker, pages)
+    titles = {paper_id(p): p.title for p in papers}
+    order = [(pid, c) for pid, cs in chunks.items() for c in cs]
+    texts = [embed_text(titles[pid], c.section, c.text) for pid, c in order]
+    figures["embed"], vectors = stage_embed(embedder, texts)
+    by_paper: dict[str, np.ndarray] = {}
+    start = 0
+    for pid, cs in chunks.items():
+        by_paper[pid] = vectors[start:start + len(cs)]
+        start += len(cs)
+    figures["index"] = stage_index(settings, embedder, titles, paths, pages, chunks, by_paper)
+    return figures
+
+
+def prepare_keep(keep: Path) -> None:
+    """Empty ``keep`` for a new library, refusing a folder that holds something else."""
+    if keep.exists() and any(keep.iterdir()):
+        if not (keep / "library.sqlite").is_file():
+            raise IngestError(f"{keep} is not empty and holds no paperchat library.",
+                              "Give --keep-library an empty or new folder.")
+        shutil.rmtree(keep)
+
+
+def run(size: str, out_dir: Path, shared: Path, keep_library: Path | None = None) -> dict[str, Any]:
+    """Run the ingest benchmark at ``size``; writes ``out_dir/ingest.json``; returns it."""
+    info = machine()
+    with ArxivStub(shared / "corpus") as stub, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        papers = pick(stub, size)
+        settings = bench_settings(work / "stages", ingest=stub.ingest_settings())
+        with Stopwatch() as load:
+            embedder = SentenceTransformerEmbedder(settings.embedding)
+        embedder.embed(["warm-up"])
+        figures = measure_stages(settings, stub, papers, embedder, work)
+        figures["model_load"] = {"seconds": round(load.seconds, 3)}
+        data_dir = keep_library or work / "whole"
+        if keep_library is not None:
+            prepare_keep(keep_library)
+        whole_settings = bench_settings(data_dir, ingest=stub.ingest_settings())
+        items = [p.arxiv_id or url_of(stub, p) for p in papers]
+        figures["whole_ingest"], texts = whole_ingest(whole_settings, embedder, items)
+        figures["embed_only_same_chunks"], _ = stage_embed(embedder, texts)
+    floor = figures["embed_only_same_chunks"]["seconds"]
+    figures["ratio_whole_to_embed"] = round(figures["whole_ingest"]["seconds"] / floor, 3)
+    run_settings = {"papers": [paper_id(p) for p in papers], "device": embedder.device,
+                    **{k: settings.model_dump()[k] for k in ("ingest", "chunking", "embedding")}}
+    run_settings["ingest"] = {k: run_settings["ingest"][k]
+                              for k in ("extractor", "workers", "request_interval_s")}
+    doc = {"settings": run_settings, "figures": figures}
+    write_results(out_dir, NAME, size, run_settings, figures, [table(figures)], info)
+    return doc
+
+
+def table(f: dict[str, Any]) -> str:
+    def row(stage: str, key: str, items: str, note: str = "") -> list[object]:
+        g = f[key]
+        return [stage, g["seconds"], items, g.get("pages_per_s", "–"),
+                g.get("chunks_per_s", "–"), note]
+
+    d, w = f["download"], f["whole_ingest"]
+    rows = [
+        row("download (stub, HTTP)", "download", f"{d['papers']} PDFs, {d['mb']} MiB",
+            f"{d['mb_per_s']} MiB/s"),
+        *[row(f"extract {e} (1 process)", f"extract_{e}", f"{f[f'extract_{e}']['pages']} pages")
+          for e in EXTRACTORS],
+        row(f"extract default ({f['extract_pool']['workers']} processes)", "extract_pool",
+            f"{f['extract_pool']['pages']} pages", "pool start included"),
+        row("chunk", "chunk", f"{f['chunk']['chunks']} chunks"),
+        row("embed", "embed", f"{f['embed']['chunks']} chunks"),
+        row("index (SQLite + FAISS + BM25)", "index", f"{f['index']['chunks']} chunks"),
+        row("whole ingest (Ingestor)", "whole_ingest",
+            f"{w['papers']} papers, {w['pages']} pages, {w['chunks']} chunks"),
+        row("embedding only, same chunks", "embed_only_same_chunks",
+            f"{f['embed_only_same_chunks']['chunks']} chunks"),
+        row("model load (once per process)", "model_load", ""),
+    ]
+    head = ["stage", "seconds", "items", "pages/s", "chunks/s", "note"]
+    ratio = (f"\nwhole ingest / embedding only = **{f['ratio_whole_to_embed']}** "
+             "(target ≤ 1.3)")
+    return "### Ingest\n\n" + markdown_table(head, rows) + ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0] if __doc__ else NAME)
+    p.add_argument("--keep-library", type=Path, default=None,
+                   help="build the whole-ingest library here (for the query benchmark)")
+    args = p.parse_args(argv)
+    run(args.size, args.out, args.shared, args.keep_library)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -137,6 +137,7 @@ class Citation:
     chunk_id: int | None = None
     year: int | None = None
     authors: tuple[str, ...] = ()
+    by: str = "model"  # "model": the model wrote [n]; "overlap": matched afterwards
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -11,7 +11,7 @@ from typing import Literal
 from paperchat.settings import Settings
 from paperchat.types import Answer, Hit, Timings
 from rag import prompts
-from rag.citations import is_refusal, resolve
+from rag.citations import MARKER, attribute_uncited, expand, is_refusal, resolve
 from rag.llm import LLMClient
 from rag.retrieve import Retrieval, Retriever
 from rag.rewrite import rewrite_query
@@ -118,21 +118,25 @@ class Answerer:
         prompt = build_prompt(answer.question, hits, budget.sources)
         answer.model = self.llm.served_model()
         pieces: list[str] = []
-        for piece in self.llm.stream_chat(
-                prompt.messages, max_tokens=max_tokens or self.settings.llm.max_tokens,
-                temperature=self.settings.llm.temperature if temperature is None
-                else temperature):
-            if not pieces:
-                answer.timings.ttft_ms = (time.perf_counter() - start) * 1000
-            pieces.append(piece)
-            yield Event("token", text=piece)
+        stream = self.llm.stream_chat(
+            prompt.messages, max_tokens=max_tokens or self.settings.llm.max_tokens,
+            temperature=self.settings.llm.temperature if temperature is None else temperature)
+        with stream:
+            for piece in stream:
+                if not pieces:
+                    answer.timings.ttft_ms = (time.perf_counter() - start) * 1000
+                pieces.append(piece)
+                yield Event("token", text=piece)
         raw = "".join(pieces)
-        answer.tokens = len(pieces)
+        answer.tokens = stream.completion_tokens or len(pieces)
         answer.hits = prompt.sources
         if is_refusal(raw):
             answer.answer, answer.abstained, answer.abstain_reason = raw.strip(), True, "model"
         else:
-            resolved = resolve(raw, prompt.sources)
+            text, added = attribute_uncited(raw, prompt.sources,
+                                            self.settings.llm.attribute_min_overlap)
+            by_model = {n for m in MARKER.finditer(raw) for n in expand(m.group(1))}
+            resolved = resolve(text, prompt.sources, attributed=set(added) - by_model)
             answer.answer, answer.citations = resolved.text, resolved.citations
             answer.removed_citations, answer.uncited_sentences = resolved.removed, resolved.uncited
         answer.timings.total_ms = (time.perf_counter() - start) * 1000

@@ -46,16 +46,17 @@ def pdf_page_url(hit: Hit) -> str | None:
     return f"https://arxiv.org/pdf/{arxiv_id}#page={hit.chunk.page_start}"
 
 
-def citation_for(n: int, hit: Hit) -> Citation:
+def citation_for(n: int, hit: Hit, by: str = "model") -> Citation:
     c = hit.chunk
     return Citation(n=n, paper_id=c.paper_id, title=hit.paper_title, page=c.page_start,
                     text=c.text, url=f"https://arxiv.org/abs/{hit.arxiv_id}" if hit.arxiv_id
                     else None, pdf_url=pdf_page_url(hit), chunk_id=c.id, year=hit.paper_year,
-                    authors=hit.authors)
+                    authors=hit.authors, by=by)
 
 
-def resolve(answer: str, sources: list[Hit]) -> Resolved:
-    """``sources[i]`` is the passage shown to the model as [i+1]."""
+def resolve(answer: str, sources: list[Hit], attributed: set[int] | None = None) -> Resolved:
+    """``sources[i]`` is the passage shown to the model as [i+1]; numbers in ``attributed``
+    were added by overlap matching rather than written by the model."""
     valid = set(range(1, len(sources) + 1))
     removed: list[int] = []
     cited: list[int] = []
@@ -69,7 +70,8 @@ def resolve(answer: str, sources: list[Hit]) -> Resolved:
 
     text = MARKER.sub(keep, answer)
     text = re.sub(r"[ \t]+([.,;:!?。])", r"\1", text).strip()
-    citations = [citation_for(n, sources[n - 1]) for n in sorted(cited)]
+    citations = [citation_for(n, sources[n - 1], "overlap" if n in (attributed or set())
+                              else "model") for n in sorted(cited)]
     return Resolved(text=text, citations=citations, removed=removed,
                     uncited=uncited_sentences(text))
 
@@ -86,3 +88,40 @@ def uncited_sentences(text: str) -> list[str]:
 def is_refusal(answer: str) -> bool:
     text = unicodedata.normalize("NFKC", answer)
     return any(p.search(text) for p in REFUSAL_PATTERNS)
+
+
+def _content(text: str) -> tuple[set[str], set[str]]:
+    from index.bm25 import tokenize
+
+    tokens = set(tokenize(text))
+    return tokens, {t for t in tokens if t[0].isdigit()}
+
+
+def attribute_uncited(text: str, sources: list[Hit], min_overlap: float) -> tuple[str, list[int]]:
+    """Add [n] to sentences without a marker when passage n clearly supports them: it holds
+    ``min_overlap`` of the sentence's content words and every number in it. Returns the new
+    text and the numbers added (only passages that were shown can be named)."""
+    if min_overlap > 1.0 or not sources:
+        return text, []
+    passages = [_content(f"{h.paper_title} {h.chunk.text}")[0] for h in sources]
+    added: list[int] = []
+    parts = []
+    for sentence in re.split(r"(?<=[.!?。！？])(\s+)", text):
+        words, numbers = _content(sentence)
+        if len(words) >= 3 and not MARKER.search(sentence):
+            scored = [(len(words & p) / len(words), n) for n, p in enumerate(passages, 1)
+                      if numbers <= p]
+            best = max(scored, default=(0.0, 0))
+            if best[0] >= min_overlap:
+                sentence = _append_marker(sentence, best[1])
+                added.append(best[1])
+        parts.append(sentence)
+    return "".join(parts), added
+
+
+def _append_marker(sentence: str, n: int) -> str:
+    body = sentence.rstrip()
+    tail = sentence[len(body):]
+    if body and body[-1] in ".!?。！？":
+        return f"{body[:-1]} [{n}]{body[-1]}{tail}"
+    return f"{body} [{n}]{tail}"

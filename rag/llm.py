@@ -265,6 +265,8 @@ class LLMClient:
         }
         if stop:
             body["stop"] = list(stop)
+        if self.settings.frequency_penalty:
+            body["frequency_penalty"] = self.settings.frequency_penalty
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body

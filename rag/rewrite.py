@@ -1,8 +1,9 @@
 """Turn a follow-up or a non-English question into a standalone English retrieval query.
 
-The model rewrites when it can; its output is checked (one line, mostly Latin script, not
-too long) and otherwise a plain fallback is used: the previous question joined to the
-follow-up, plus the Latin-script terms of a non-English question (model names, acronyms)."""
+The model rewrites when it can; its output is checked (one English line sharing a word with
+what was asked, not an answer) and joined to a plain fallback, which is used alone when the
+rewrite fails the check: the previous question joined to the follow-up, and the
+Latin-script terms of a non-English question (model names, acronyms)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,21 @@ def fallback_query(question: str, history: list[tuple[str, str]]) -> str:
     return query if is_english(query) else latin_terms(query) or query
 
 
-def valid_rewrite(text: str) -> bool:
+NOT_A_QUERY = re.compile(r"\b(the answer|not possible|last question|i cannot|as an ai)\b", re.I)
+
+
+def valid_rewrite(text: str, question: str, history: list[tuple[str, str]]) -> bool:
+    """One English line that shares a content word with what the user asked and does not
+    read like an answer or a complaint (small models often produce those)."""
+    from index.bm25 import tokenize
+
     line = text.strip()
-    return 3 <= len(line) <= 300 and "\n" not in line and is_english(line)
+    if not (3 <= len(line) <= 300) or "\n" in line or not is_english(line):
+        return False
+    if NOT_A_QUERY.search(line):
+        return False
+    asked = set(tokenize(" ".join([question, *(q for q, _ in history[-2:])])))
+    return bool(asked & set(tokenize(line)))
 
 
 def rewrite_query(question: str, history: list[tuple[str, str]], llm: LLMClient | None,
@@ -55,7 +68,6 @@ def rewrite_query(question: str, history: list[tuple[str, str]], llm: LLMClient 
     except LLMError:
         return fallback
     candidate = out[0].strip() if out else ""
-    if not valid_rewrite(candidate):
+    if not valid_rewrite(candidate, question, history):
         return fallback
-    extra = latin_terms(question) if not is_english(question) else ""
-    return f"{candidate} {extra}".strip()
+    return f"{candidate} {fallback}"  # the plain terms keep retrieval safe from a poor rewrite

@@ -66,3 +66,23 @@ def test_answer_language_follows_question() -> None:
     msgs = prompts.answer_messages("Transformerのヘッド数は?", ["<source n=\"1\">x</source>"])
     assert "Japanese" in msgs[0]["content"] and "Japanese" in msgs[1]["content"]
     assert prompts.language_of("How many heads?") == "English"
+
+
+def test_uncited_sentence_attributed_only_with_numbers_and_overlap() -> None:
+    from rag.citations import attribute_uncited
+
+    a = hit(1)
+    b = Hit(chunk=Chunk(paper_id="1706.03762", ordinal=9, page_start=8, page_end=8,
+                        char_start=0, char_end=60, id=7,
+                        text="The big transformer model achieves 28.4 BLEU on English-to-German."),
+            paper_title="Attention Is All You Need", paper_year=2017, score=0.5,
+            arxiv_id="1706.03762")
+    text, added = attribute_uncited(
+        "The big transformer model achieves 28.4 BLEU on English-to-German. "
+        "The big transformer model achieves 41.0 BLEU on English-to-German.", [a, b], 0.6)
+    assert added == [2], "the sentence with a number absent from every passage stays uncited"
+    assert text.startswith("The big transformer model achieves 28.4 BLEU on English-to-German [2].")
+    r = resolve(text, [a, b], attributed={2})
+    assert [(c.n, c.by) for c in r.citations] == [(2, "overlap")]
+    assert r.uncited == ["The big transformer model achieves 41.0 BLEU on English-to-German."]
+    assert attribute_uncited(text, [a, b], 1.1) == (text, [])

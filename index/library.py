@@ -166,6 +166,8 @@ class Library:
         built = json.loads(built_file.read_text())
         if (built["generation"], built["removals"]) != counters:
             return False
+        if not BM25Index.is_current(self.index_dir):  # built by an older tokenizer
+            return False
         self._vectors = VectorIndex.load(self.index_dir, built["dim"],
                                          self.settings.index, built["kind"])
         self._bm25 = BM25Index.load(self.index_dir)

@@ -40,14 +40,16 @@ def mean(values: Sequence[float]) -> float | None:
 def section(records: Sequence[dict[str, Any]], group: str, names: Sequence[str],
             rng: np.random.Generator) -> dict[str, Any]:
     """Means of per-question metrics ``names`` of ``group``, each with its interval and n."""
-    out: dict[str, Any] = {"ci95": {}, "n": {}}
+    out: dict[str, Any] = {}
+    ci95: dict[str, list[float] | None] = {}
+    n: dict[str, int] = {}
     for name in names:
         values = [r["metrics"][group][name] for r in records
                   if r["metrics"].get(group, {}).get(name) is not None]
         out[name] = mean(values)
-        out["ci95"][name] = bootstrap(values, mean, rng)
-        out["n"][name] = len(values)
-    return out
+        ci95[name] = bootstrap(values, mean, rng)
+        n[name] = len(values)
+    return {**out, "ci95": ci95, "n": n}
 
 
 def recall_curve(records: Sequence[dict[str, Any]]) -> dict[str, list[float | None]]:
@@ -115,9 +117,11 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, retrieval_only: b
     retrieval = section(scored, "retrieval", retrieval_names, rng)
     retrieval["curve"] = recall_curve(scored)
     answers = section(answered, "answers", ["contains", "token_f1"], rng)
-    answers["contains_rate"] = answers.pop("contains")
-    answers["ci95"]["contains_rate"] = answers["ci95"].pop("contains")
-    answers["n"]["contains_rate"] = answers["n"].pop("contains")
+    answers = {"contains_rate" if key == "contains" else key: value
+               for key, value in answers.items()}
+    for sub in ("ci95", "n"):
+        answers[sub] = {"contains_rate" if key == "contains" else key: value
+                        for key, value in answers[sub].items()}
     citations = section(answered, "citations",
                         ["validity", "precision", "recall", "uncited_share"], rng)
     shown = [r for r in answered if r["shown"] is not None and not r["abstained"]]

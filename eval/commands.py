@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import subprocess
 import time
 from collections.abc import Sequence
@@ -96,6 +98,17 @@ def redacted(settings: Settings) -> dict[str, Any]:
     return d
 
 
+def settings_fingerprint(settings: Settings) -> str:
+    """A hash of the settings that change results (not paths, server address or UI), so a
+    resumed run cannot mix records made under two configurations."""
+    d = redacted(settings)
+    llm = {key: value for key, value in d["llm"].items()
+           if not key.startswith(("serve_", "base_url", "api_key", "timeout", "connect"))}
+    what = {"retrieval": d["retrieval"], "embedding": d["embedding"],
+            "chunking": d["chunking"], "llm": llm}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def default_out(settings: Settings, mode: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return settings.data_dir / "eval" / f"{stamp}-{mode}"
@@ -125,7 +138,8 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     out = args.out or default_out(settings, mode)
     run = {"questions": str(args.questions.resolve()),
            "questions_sha256": file_sha256(args.questions), "mode": mode, "k": args.k,
-           "retrieval_only": retrieval_only, "seed": getattr(args, "seed", 0)}
+           "retrieval_only": retrieval_only, "seed": getattr(args, "seed", 0),
+           "settings_sha256": settings_fingerprint(settings)}
     library = open_library(settings)
     papers = {p.id for p in library.papers()}
     if not papers:
@@ -139,7 +153,10 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     report["run"] = {**run, "limit": args.limit, "out": str(out),
                      "finished": datetime.now(UTC).isoformat(timespec="seconds"),
                      "seconds_this_session": round(time.time() - started, 1)}
-    report["model"] = ctx.llm.served_model() if ctx.llm is not None else None
+    report["model"] = None
+    if ctx.llm is not None:
+        report["model"] = ctx.llm.served_model()  # cached: asked once at the start
+        ctx.llm.close()
     report["settings"] = redacted(settings)
     report["library"] = {**library.manifest(), "papers": sorted(papers)}
     report["git_commit"] = git_commit()

@@ -150,17 +150,15 @@ def uncited_share(text: str, uncited: Sequence[str]) -> float | None:
 def abstention_scores(pairs: Sequence[tuple[bool, bool]]) -> dict[str, float | None]:
     """Precision, recall and F1 of abstaining, with unanswerable as the positive class, and
     the false-abstention rate on answerable questions. ``pairs`` = (unanswerable, abstained).
-    A ratio with an empty denominator is None."""
+    A ratio with an empty denominator is None (F1 is 0 when no abstention is right)."""
     tp = sum(u and a for u, a in pairs)
     fp = sum(a and not u for u, a in pairs)
     fn = sum(u and not a for u, a in pairs)
     answerable = sum(not u for u, _ in pairs)
     precision = tp / (tp + fp) if tp + fp else None
     recall = tp / (tp + fn) if tp + fn else None
-    if precision is None or recall is None:
-        f1 = None
-    else:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    # 2TP / (2TP + FP + FN): the harmonic mean of P and R, and 0 when nothing is right
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
     return {"precision": precision, "recall": recall, "f1": f1,
             "false_abstention_rate": fp / answerable if answerable else None}
 

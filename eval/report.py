@@ -76,7 +76,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("")
     for name in TABLES:
         lines += metric_rows(report, name)
-    lines.append(f"Abstention basis: {report['abstention']['basis']}.")
+    ab = report["abstention"]
+    lines.append(f"Abstention basis: {ab['basis']}; {ab['n']['unanswerable']} unanswerable and "
+                 f"{ab['n']['answerable']} answerable questions.")
     lines.append("")
     lines += latency_rows(report)
     bd = report["best_dense"]

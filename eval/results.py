@@ -12,7 +12,7 @@ from paperchat.errors import EvalError
 
 RESULTS = "results.jsonl"
 RUN = "run.json"
-SAME_RUN_KEYS = ("questions_sha256", "mode", "k", "retrieval_only")
+SAME_RUN_KEYS = ("questions_sha256", "mode", "k", "retrieval_only", "settings_sha256")
 
 
 def check_run(out: Path, run: dict[str, Any]) -> None:
@@ -24,9 +24,11 @@ def check_run(out: Path, run: dict[str, Any]) -> None:
         before = json.loads(path.read_text(encoding="utf-8"))
         diff = [key for key in SAME_RUN_KEYS if before.get(key) != run.get(key)]
         if diff:
-            what = ", ".join(f"{key}={before.get(key)!r}" for key in diff)
-            raise EvalError(f"{out} holds a run with other options ({what}).",
-                            "Pass another --out, or the same question file and options.")
+            what = ", ".join("other settings" if key == "settings_sha256" else
+                             f"{key}={before.get(key)!r}" for key in diff)
+            raise EvalError(f"{out} holds a run made with other options ({what}).",
+                            "Pass another --out, or the same question file, options and "
+                            "settings.")
     elif (out / RESULTS).exists():
         raise EvalError(f"{out} holds results.jsonl but no run.json.",
                         "Pass an empty or new --out folder.")

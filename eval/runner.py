@@ -93,7 +93,8 @@ def fill_answer(rec: dict[str, Any], answer: Answer) -> None:
     rec.update(answer=answer.answer, abstained=answer.abstained,
                abstain_reason=answer.abstain_reason, model=answer.model,
                citations=[c.to_dict() for c in answer.citations],
-               shown=[hit_record(h) for h in answer.hits],
+               shown=[] if answer.abstain_reason == "retrieval"  # the model was not asked
+               else [hit_record(h) for h in answer.hits],
                removed_citations=answer.removed_citations,
                uncited_sentences=answer.uncited_sentences, tokens=answer.tokens)
     t = answer.timings

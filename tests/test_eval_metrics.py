@@ -99,7 +99,7 @@ def test_abstention_with_nothing_to_find() -> None:
     assert got["precision"] is None and got["recall"] is None and got["f1"] is None
     assert got["false_abstention_rate"] == 0.0
     got = m.abstention_scores([(True, False)])
-    assert got["recall"] == 0.0 and got["precision"] is None
+    assert got["recall"] == 0.0 and got["precision"] is None and got["f1"] == 0.0
 
 
 def answered(text: str, **kw: object) -> dict[str, object]:

@@ -16,6 +16,10 @@ from paperchat.settings import Settings
 from tests.conftest import DEV_QUESTIONS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REQUIRED_KEYS = ("retrieval.recall@5", "retrieval.mrr@10", "retrieval.evidence@5",
+                 "answers.contains_rate", "abstention.f1", "citations.validity",
+                 "citations.precision", "latency.total_ms.p50", "counts.questions",
+                 "counts.skipped")
 
 
 def eval_cli(settings: Settings, *args: str) -> int:
@@ -41,6 +45,12 @@ def test_retrieval_only_run_writes_every_output(hybrid_run: Path) -> None:
         data = (hybrid_run / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000, name
     report = json.loads((hybrid_run / "report.json").read_text())
+    for path in REQUIRED_KEYS:  # the keys the issue promises, as nested objects
+        section, _, rest = path.partition(".")
+        value = report[section]
+        for key in rest.split(".") if section == "latency" else [rest]:
+            value = value[key]
+        assert value is None or isinstance(value, int | float), path
     assert report["counts"] == {"questions": 30, "scored": 30, "skipped": 0, "errors": 0,
                                 "answerable": 28, "unanswerable": 2}
     r = report["retrieval"]
@@ -139,6 +149,12 @@ def test_a_folder_of_another_configuration_is_refused(
                     "--limit", "2", "--out", str(out)) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error:") and "mode='hybrid'" in err and "--out" in err
+    config = tmp_path / "other.toml"
+    config.write_text("[retrieval]\nrrf_k = 7\n")
+    assert main(["--data-dir", str(corpus_settings.data_dir), "--config", str(config), "eval",
+                 str(DEV_QUESTIONS), "--retrieval-only", "--limit", "2", "--out",
+                 str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_compare_prints_both_runs_with_deltas(

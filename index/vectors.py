@@ -1,18 +1,36 @@
-"""FAISS vector index over chunk vectors: exact (flat) for small libraries, HNSW above a
-threshold; inner product on normalised vectors (= cosine). On the GPU when faiss-gpu and
-CUDA are present. Row positions map to chunk ids through an id array saved beside it."""
+"""FAISS vector index over chunk vectors: exact (flat) for small libraries, HNSW from
+``index.approx_threshold`` chunks on; inner product on normalised vectors (= cosine). Row
+positions map to chunk ids through an id array saved beside it.
+
+Threads are set per call: a single query runs with ``index.threads`` OpenMP threads (one is
+fastest on a small CPU, see benchmarks/bench_query.py), building HNSW with every core.
+
+GPU: with faiss-gpu and a CUDA device (``index.use_gpu``) the index stays flat (exact) up to
+``GPU_FLAT_MAX`` vectors and unfiltered searches run on a GPU copy of it. Filtered searches
+(``allowed``) run on the CPU: exact over the allowed rows when they are at most
+``EXACT_SUBSET_MAX``, else through the index with an ID selector.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
+from paperchat.errors import ConfigError
 from paperchat.settings import IndexSettings
 
 log = logging.getLogger(__name__)
+_FAISS: Any = faiss  # its bundled type stubs lack the search parameter classes
+
+EXACT_SUBSET_MAX = 20_000  # allowed rows searched exactly (about 2 ms at 384-d on one core)
+GPU_FLAT_MAX = 20_000_000  # flat on the GPU up to this many vectors (30 GB at 384-d, fp32)
 
 
 def gpu_count() -> int:
@@ -20,8 +38,64 @@ def gpu_count() -> int:
     return int(get()) if get is not None else 0
 
 
-def choose_kind(n: int, settings: IndexSettings) -> str:
+def build_threads() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+@contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """FAISS's OpenMP thread count for one block (restored after)."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def searches_on_gpu(kind: str, settings: IndexSettings, gpus: int) -> bool:
+    """Whether unfiltered searches of a ``kind`` index run on the GPU (FAISS has no GPU
+    HNSW). ``use_gpu='always'`` without a GPU is a configuration error."""
+    if settings.use_gpu == "never":
+        return False
+    if gpus == 0:
+        if settings.use_gpu == "always":
+            raise ConfigError("index.use_gpu is 'always', but FAISS sees no GPU.",
+                              "Install faiss-gpu-cu12 on a CUDA machine, or set "
+                              "index.use_gpu to 'auto'.")
+        return False
+    return kind == "flat"
+
+
+def choose_kind(n: int, settings: IndexSettings, gpus: int | None = None) -> str:
+    """'flat' (exact) below ``approx_threshold`` chunks, or on a GPU up to GPU_FLAT_MAX;
+    'hnsw' otherwise."""
+    gpus = gpu_count() if gpus is None else gpus
+    if n <= GPU_FLAT_MAX and searches_on_gpu("flat", settings, gpus):
+        return "flat"
     return "hnsw" if n >= settings.approx_threshold else "flat"
+
+
+def new_faiss_index(kind: str, dim: int, settings: IndexSettings) -> Any:
+    """An empty FAISS index of ``kind`` with the settings' parameters."""
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = settings.hnsw_ef_construction
+        index.hnsw.efSearch = settings.hnsw_ef_search
+        return index
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    raise ConfigError(f"Unknown vector index kind {kind!r}.", "Run `paperchat reindex`.")
+
+
+def top_k_exact(vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, row numbers) of the ``k`` best inner products, best first."""
+    scores = vectors @ query
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return scores[top], top
 
 
 class VectorIndex:
@@ -30,17 +104,10 @@ class VectorIndex:
         self.settings = settings
         self.kind = kind
         self.ids = np.zeros(0, dtype=np.int64)
-        self.index = self._new_index()
-        self._gpu_index: faiss.Index | None = None
-        faiss.omp_set_num_threads(max(1, settings.threads))
-
-    def _new_index(self) -> faiss.Index:
-        if self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.settings.hnsw_ef_construction
-            index.hnsw.efSearch = self.settings.hnsw_ef_search
-            return index
-        return faiss.IndexFlatIP(self.dim)
+        self.index: Any = new_faiss_index(kind, dim, settings)
+        self._gpus = gpu_count()
+        self._gpu_index: Any = None
+        self._gpu_res: Any = None
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -48,7 +115,8 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        with omp_threads(build_threads()):  # HNSW inserts in parallel
+            self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
         self._gpu_index = None
 
@@ -56,14 +124,12 @@ class VectorIndex:
     def max_id(self) -> int:
         return int(self.ids.max()) if len(self.ids) else 0
 
-    def _searcher(self) -> faiss.Index:
-        use = self.settings.use_gpu
-        if self.kind != "flat" or use == "never" or (use == "auto" and gpu_count() == 0):
+    def _searcher(self) -> Any:
+        if not searches_on_gpu(self.kind, self.settings, self._gpus):
             return self.index
         if self._gpu_index is None:
-            res = faiss.StandardGpuResources()
-            self._gpu_index = faiss.index_cpu_to_gpu(res, 0, self.index)
-            self._gpu_res = res
+            self._gpu_res = faiss.StandardGpuResources()
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
         return self._gpu_index
 
     def search(self, query: np.ndarray, k: int,
@@ -73,21 +139,32 @@ class VectorIndex:
             return []
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         k = min(k, len(self))
-        if allowed is not None:
-            positions = np.flatnonzero(np.isin(self.ids, allowed)).astype(np.int64)
-            if len(positions) == 0:
-                return []
-            sel = faiss.IDSelectorBatch(positions)
-            params = (faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
-                sel=sel, efSearch=self.settings.hnsw_ef_search)
-                if self.kind == "hnsw" else faiss.SearchParameters(sel=sel))  # type: ignore[call-arg]
-            scores, pos = self.index.search(q, min(k, len(positions)), params=params)
-        else:
-            if self.kind == "hnsw":
-                self.index.hnsw.efSearch = max(self.settings.hnsw_ef_search, k)  # type: ignore[attr-defined]
-            scores, pos = self._searcher().search(q, k)
-        return [(int(self.ids[p]), float(s)) for p, s in zip(pos[0], scores[0], strict=True)
-                if p >= 0]
+        with omp_threads(self.settings.threads):
+            if allowed is None:
+                if self.kind == "hnsw":
+                    self.index.hnsw.efSearch = max(self.settings.hnsw_ef_search, k)
+                scores, pos = self._searcher().search(q, k)
+                scores, pos = scores[0], pos[0]
+            else:
+                positions = np.flatnonzero(np.isin(self.ids, allowed)).astype(np.int64)
+                if len(positions) == 0:
+                    return []
+                scores, pos = self._search_rows(q, min(k, len(positions)), positions)
+        return [(int(self.ids[p]), float(s)) for p, s in zip(pos, scores, strict=True) if p >= 0]
+
+    def _search_rows(self, q: np.ndarray, k: int,
+                     positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Search only the rows ``positions``: exactly when they are few (a graph search with
+        a selector misses rows when most of the graph is filtered out), else by selector."""
+        if len(positions) <= EXACT_SUBSET_MAX:
+            scores, top = top_k_exact(self.index.reconstruct_batch(positions), q[0], k)
+            return scores, positions[top]
+        sel = faiss.IDSelectorBatch(positions)
+        ef = max(self.settings.hnsw_ef_search, k)
+        params = (_FAISS.SearchParametersHNSW(sel=sel, efSearch=ef) if self.kind == "hnsw"
+                  else _FAISS.SearchParameters(sel=sel))
+        scores, pos = self.index.search(q, k, params=params)
+        return scores[0], pos[0]
 
     def save(self, directory: Path) -> None:
         """Write into ``directory`` (the caller renames the directory into place)."""
@@ -100,5 +177,5 @@ class VectorIndex:
         vi.index = faiss.read_index(str(directory / "vectors.faiss"))
         vi.ids = np.load(directory / "ids.npy")
         if vi.kind == "hnsw":
-            vi.index.hnsw.efSearch = settings.hnsw_ef_search  # type: ignore[attr-defined]
+            vi.index.hnsw.efSearch = settings.hnsw_ef_search
         return vi

@@ -153,7 +153,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("pypdf", "httpx", "sentence_transformers", "faiss", "arxiv", "bm25s"):
+    for noisy in ("httpx", "sentence_transformers", "faiss", "arxiv", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 

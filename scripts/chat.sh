@@ -33,15 +33,24 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    echo "Stopping the model server this script started (pid $server_pid)."
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+# Both children run in the background and the script waits for them, so a signal to the
+# script (Ctrl-C, or SIGTERM from a supervisor) is handled at once: the chat and the model
+# server this script started are stopped, nothing is left behind.
+server_pid="" chat_pid=""
+stop() {  # stop pid $1 (if running) with SIGTERM and wait for it
+  if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
   fi
 }
-trap stop_server EXIT
+cleanup() {
+  stop "$chat_pid"
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    echo "Stopping the model server this script started (pid $server_pid)."
+    stop "$server_pid"
+  fi
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if healthy "$BASE_URL"; then
@@ -66,4 +75,9 @@ else
   echo "Model server ready."
 fi
 
-$BIN/paperchat --llm-url "$BASE_URL" chat "$@"
+$BIN/paperchat --llm-url "$BASE_URL" chat "$@" &
+chat_pid=$!
+code=0
+wait "$chat_pid" || code=$?
+chat_pid=""
+exit "$code"

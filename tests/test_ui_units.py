@@ -3,7 +3,10 @@ sentence, the abstention notice, upload storage and the bind/auth rules."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,10 @@ import pytest
 from paperchat.errors import ConfigError, IngestError, PdfError, SourceNotFoundError
 from paperchat.settings import UISettings
 from paperchat.types import Answer, Chunk, Citation, Hit
-from tests.conftest import CORPUS_PDFS, make_settings
+from tests.conftest import CORPUS_PDFS, REPO, make_settings
 from ui import render
 from ui.app import is_loopback, parse_auth
+from ui.chat import Turn, history, stop_streaming, to_messages
 from ui.library import arxiv_items
 from ui.uploads import safe_name, save_upload
 
@@ -35,6 +39,15 @@ def test_supporting_sentence_is_the_one_sharing_most_words() -> None:
     html = render.highlighted(PASSAGE, claim)
     assert "<mark class='pc-support'>The encoder is composed" in html
     assert render.supporting_span(PASSAGE, "unrelated words entirely") is None
+
+
+def test_pdf_headings_and_bullets_split_sentences() -> None:
+    passage = ("3.2.3 Applications of Attention in our Model\nThe Transformer uses multi-head "
+               "attention in three different ways:\n• In encoder-decoder attention layers, the "
+               "queries come from the\nprevious decoder layer.")
+    a, b = render.supporting_span(passage, "Queries come from the previous decoder layer [1].")
+    assert passage[a:b] == ("• In encoder-decoder attention layers, the queries come from the\n"
+                            "previous decoder layer.")
 
 
 def test_citing_sentences_pick_the_sentences_with_that_number() -> None:
@@ -135,3 +148,37 @@ def test_browser_may_name_only_arxiv_papers() -> None:
         "1706.03762", "https://arxiv.org/abs/2106.09685v2"]
     with pytest.raises(SourceNotFoundError, match="Not an arXiv id: /etc/hosts"):
         arxiv_items("1706.03762 /etc/hosts")
+
+
+def test_only_answered_turns_are_history_and_stopped_ones_are_marked() -> None:
+    turns = [Turn("q1", "a1 [1].", "<p>a1</p>", "<div>s1</div>"),
+             Turn("q2", "", "<div class='pc-error'>down</div>", "", "failed"),
+             Turn("q3", "partial", "<p>partial</p>", "", "streaming")]
+    assert history(turns) == [("q1", "a1 [1].")]
+    assert "(stopped)" not in to_messages(turns)[-1]["content"]  # still streaming
+    stopped = stop_streaming(turns)
+    messages = to_messages(stopped)
+    assert [t.status for t in stopped] == ["done", "failed", "stopped"]
+    assert messages[-1]["content"].endswith("(stopped)</small>")
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+
+
+def test_cli_refuses_an_open_bind_without_password(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PAPERCHAT_", "GRADIO_"))}
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "paperchat"), "--data-dir",
+                           str(tmp_path / "data"), "chat", "--host", "0.0.0.0"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: The chat would listen on 0.0.0.0 without a password. Set ui.auth "
+        "(PAPERCHAT_UI_AUTH='user:password') or bind ui.host to 127.0.0.1.")
+
+
+def test_the_app_switches_gradio_analytics_off_itself() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADIO_")}
+    code = ("import ui.app, gradio.analytics as a, os; "
+            "print(os.environ['GRADIO_ANALYTICS_ENABLED'], a.analytics_enabled())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -60,7 +60,7 @@ def build_app(settings: Settings, engine: Engine) -> gr.Blocks:
         header = gr.Markdown(elem_id="health")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                ct = chat_tab(settings, status, chat)
+                ct = chat_tab(settings, chat)
             with gr.Tab("Library", id="library", elem_id="library-tab"):
                 lt = library_tab(settings, actions)
         _wire_refresh(app, status, header, ct, lt)
@@ -84,7 +84,7 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
     ui = settings.ui
     return {
         "server_name": ui.host, "server_port": ui.port, "share": ui.share,
-        "auth": parse_auth(ui), "max_file_size": f"{ui.max_upload_mb:g}mb",
+        "auth": parse_auth(ui), "max_file_size": int(ui.max_upload_mb * 1024 * 1024),
         "footer_links": ["gradio", "settings"], "ssr_mode": False, "quiet": True,
         "theme": gr.themes.Soft(font=THEME_FONTS, font_mono=["ui-monospace", "monospace"]),
         "css": CSS, "head": HEAD, "show_error": True,

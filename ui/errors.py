@@ -3,6 +3,10 @@
 Handlers are wrapped with :func:`reports_errors`: a ``PaperchatError`` becomes a
 ``gr.Error`` toast with the same wording the CLI prints (``str(err)``); anything else is a
 bug and propagates (Gradio logs it and shows a generic error).
+
+A streaming handler may pass ``on_error``: then the event does not fail (Gradio would mark
+every output as failed and hide the conversation); the message is shown as a warning toast
+and ``on_error(message, *args)`` gives the last outputs (the chat shows it inline).
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ def to_gradio(err: PaperchatError) -> gr.Error:
 
 
 def warn(text: str) -> None:
-    """A non-fatal problem (an item that failed, arXiv offline): a warning toast."""
+    """A problem that does not fail the event (an item that failed, arXiv offline, a chat
+    answer that could not be made): a warning toast."""
     log.info("%s", text)
     gr.Warning(html.escape(text), duration=ERROR_SECONDS)
 
 
-def reports_errors(fn: F) -> F:
+def reports_errors(fn: F, on_error: Callable[..., Any] | None = None) -> F:
     """Wrap a handler (function or generator function) so PaperchatError reaches the page."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -47,7 +52,10 @@ def reports_errors(fn: F) -> F:
             try:
                 yield from fn(*args, **kwargs)
             except PaperchatError as err:
-                raise to_gradio(err) from err
+                if on_error is None:
+                    raise to_gradio(err) from err
+                warn(message(err))
+                yield on_error(message(err), *args, **kwargs)
         return gen_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)

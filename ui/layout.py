@@ -10,10 +10,9 @@ import gradio as gr
 
 from paperchat.settings import Settings
 from ui.assets import COPY_JS
-from ui.chat import EMPTY_SOURCES, ChatHandler, new_conversation
+from ui.chat import EMPTY_SOURCES, ChatHandler
 from ui.errors import reports_errors
 from ui.library import COLUMNS, LibraryActions
-from ui.status import Status
 
 
 @dataclass
@@ -30,7 +29,7 @@ class LibraryTab:
     change_events: list[gr.events.Dependency] = field(default_factory=list)
 
 
-def chat_tab(settings: Settings, status: Status, chat: ChatHandler) -> ChatTab:
+def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
     with gr.Row():
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(elem_id="chatbot", height=540, buttons=[], show_label=False,
@@ -59,14 +58,19 @@ def chat_tab(settings: Settings, status: Status, chat: ChatHandler) -> ChatTab:
             sources = gr.HTML(EMPTY_SOURCES, elem_id="sources")
     turns = gr.State([])
     copy_text = gr.Textbox(visible=False, elem_id="copy-text")
-    ask_kwargs: dict[str, Any] = {"fn": reports_errors(chat.respond),
-                  "inputs": [question, turns, k, papers, temperature, max_tokens],
-                  "outputs": [question, chatbot, sources, turns, copy_text],
-                  "show_progress": "minimal"}
+    ask_kwargs: dict[str, Any] = {
+        "fn": reports_errors(chat.respond, on_error=chat.failed),
+        "inputs": [question, turns, k, papers, temperature, max_tokens],
+        "outputs": [question, chatbot, sources, turns, copy_text],
+        "show_progress": "hidden",  # the chatbot shows its own pending state
+        "trigger_mode": "always_last",  # a question asked meanwhile runs next, never dropped
+    }
     events: list[Any] = [question.submit(**ask_kwargs), ask.click(**ask_kwargs)]
-    stop.click(None, cancels=events)
-    new.click(new_conversation, outputs=[chatbot, sources, turns, copy_text, question],
-              cancels=events, queue=False)
+    stop.click(chat.stop, queue=False)
+    reset: dict[str, Any] = {"fn": chat.reset, "queue": False,
+                             "outputs": [chatbot, sources, turns, copy_text, question]}
+    new.click(**reset)
+    chatbot.clear(**reset)  # the chatbot's own trash button starts over too
     copy.click(None, inputs=copy_text, js=COPY_JS)
     return ChatTab(papers, events)
 
@@ -93,10 +97,11 @@ def library_tab(settings: Settings, actions: LibraryActions) -> LibraryTab:
     status = gr.Markdown(elem_id="library-status")
     one_at_a_time: dict[str, Any] = {"concurrency_limit": 1, "concurrency_id": "library",
                      "show_progress": "full"}
+    views = [status, table]  # the progress bar shows over the table while papers are added
     events = [
-        add.click(reports_errors(actions.add_ids), ids, status, **one_at_a_time),
-        search.click(reports_errors(actions.add_search), [query, n], status, **one_at_a_time),
-        upload.upload(reports_errors(actions.add_upload), upload, status, **one_at_a_time),
-        remove.click(reports_errors(actions.remove), remove_sel, status, **one_at_a_time),
+        add.click(reports_errors(actions.add_ids), ids, views, **one_at_a_time),
+        search.click(reports_errors(actions.add_search), [query, n], views, **one_at_a_time),
+        upload.upload(reports_errors(actions.add_upload), upload, views, **one_at_a_time),
+        remove.click(reports_errors(actions.remove), remove_sel, views, **one_at_a_time),
     ]
     return LibraryTab(table, summary, remove_sel, events)

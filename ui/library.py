@@ -24,6 +24,7 @@ COLUMNS = ["id", "title", "year", "pages", "chunks", "arXiv"]
 STAGES = ("download", "extract", "embed")
 ProgressFn = Callable[..., object]  # gr.Progress: progress((done, total), desc=...)
 PROGRESS = gr.Progress()  # the default that tells Gradio to hand a handler its progress bar
+Views = tuple[str, list[list[object]]]  # (status Markdown, table rows) after an action
 
 
 class ProgressReporter:
@@ -87,7 +88,7 @@ class LibraryActions:
         self.library = library
 
     def ingest(self, items: list[str], search: str | None, max_results: int,
-               progress: ProgressFn) -> str:
+               progress: ProgressFn) -> Views:
         """Run the real ingest pipeline; failures and an offline arXiv become warnings."""
         with self.library.writer(wait=False):
             assert self.library.embedder is not None
@@ -102,24 +103,24 @@ class LibraryActions:
                  "(and the built-in reading list).")
         for r in report.failed:
             warn(f"{r.item}: {r.reason}")
-        return report_markdown(report)
+        return report_markdown(report), table_rows(self.library)
 
-    def add_ids(self, text: str, progress: ProgressFn = PROGRESS) -> str:
+    def add_ids(self, text: str, progress: ProgressFn = PROGRESS) -> Views:
         return self.ingest(arxiv_items(text), None, 10, progress)
 
-    def add_search(self, query: str, max_results: float, progress: ProgressFn = PROGRESS) -> str:
+    def add_search(self, query: str, max_results: float, progress: ProgressFn = PROGRESS) -> Views:
         query = (query or "").strip()
         if not query:
             raise SourceNotFoundError("No search words given.", "Type what to search arXiv for.")
         return self.ingest([], query, int(max_results), progress)
 
-    def add_upload(self, path: str | None, progress: ProgressFn = PROGRESS) -> str:
+    def add_upload(self, path: str | None, progress: ProgressFn = PROGRESS) -> Views:
         if not path:
             raise SourceNotFoundError("No file uploaded.", "Choose a PDF file first.")
         saved = save_upload(Path(path), Path(path).name, self.settings)
         return self.ingest([str(saved)], None, 10, progress)
 
-    def remove(self, ids: list[str] | None) -> str:
+    def remove(self, ids: list[str] | None) -> Views:
         ids = list(ids or [])
         if not ids:
             raise SourceNotFoundError("No paper chosen.", "Pick the papers to remove.")
@@ -129,4 +130,4 @@ class LibraryActions:
         if missing:
             raise SourceNotFoundError(f"Not in the library: {', '.join(missing)}.",
                                       "See `paperchat list` for the ids.")
-        return f"Removed {', '.join(ids)}."
+        return f"Removed {', '.join(ids)}.", table_rows(self.library)

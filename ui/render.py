@@ -12,7 +12,9 @@ from html import escape
 from paperchat.types import Answer, Citation
 from rag.citations import MARKER, SENTENCE_END, citation_for, expand
 
-PASSAGE_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
+# Sentence ends; in PDF text also a line break before a capital, bullet or number (headings
+# and list items carry no full stop).
+PASSAGE_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n(?=[A-Z•\u2022\d])")
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
 STOPWORDS = frozenset(re.findall(
     r"\w+", "the a an and or of to in on for with by is are was were be been this that these "
@@ -86,6 +88,10 @@ def answer_html(answer: Answer, turn: int) -> str:
     return f"<div class='pc-answer'>{body}{extra}</div>"
 
 
+def error_html(message: str) -> str:
+    return f"<div class='pc-error'><strong>No answer:</strong> {escape(message)}</div>"
+
+
 def streaming_html(text: str) -> str:
     return f"<div class='pc-answer pc-streaming'>{escape(text)}</div>"
 
@@ -114,8 +120,11 @@ def card_html(c: Citation, turn: int, claim: str, open_: bool) -> str:
 
 def sources_html(answer: Answer, turn: int) -> str:
     """The sources section of one answer: cited passages, else the passages given."""
+    searched = answer.standalone_question
+    query = (f"<div class='pc-meta pc-query'>Searched the library for: {escape(searched)}</div>"
+             if searched and searched != answer.question else "")
     head = (f"<div class='pc-turn' data-turn='{turn}'>"
-            f"<div class='pc-q'>{escape(answer.question)}</div>")
+            f"<div class='pc-q'>{escape(answer.question)}</div>{query}")
     if answer.citations:
         cards = [card_html(c, turn, citing_sentences(answer.answer, c.n), True)
                  for c in answer.citations]

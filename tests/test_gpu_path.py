@@ -1,0 +1,119 @@
+"""The GPU code paths, tested on the CPU wherever their logic is not CUDA-specific: when
+the vector index goes to the GPU (and stays exact), the thread settings around FAISS calls,
+filtered searches, and fp16 embeddings (the model is halved on CUDA) coming out as
+normalised float32 vectors that FAISS accepts."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from index.embedder import SentenceTransformerEmbedder, pick_device
+from index.vectors import (
+    EXACT_SUBSET_MAX,
+    GPU_FLAT_MAX,
+    VectorIndex,
+    choose_kind,
+    gpu_count,
+    omp_threads,
+    searches_on_gpu,
+)
+from paperchat.errors import ConfigError
+from paperchat.settings import EmbeddingSettings, IndexSettings
+
+DIM = 64
+
+
+def cfg(**values: object) -> IndexSettings:
+    return IndexSettings.model_validate(values)
+
+
+def unit(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def exact_top(x: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[int]:
+    order = np.argsort(-(x @ q), kind="stable")[:k]
+    return [int(ids[i]) for i in order]
+
+
+@pytest.mark.parametrize(("use", "gpus", "kind", "expected"), [
+    ("auto", 0, "flat", False), ("auto", 1, "flat", True), ("auto", 1, "hnsw", False),
+    ("never", 1, "flat", False), ("always", 1, "flat", True), ("always", 1, "hnsw", False),
+])
+def test_which_searches_go_to_the_gpu(use: str, gpus: int, kind: str, expected: bool) -> None:
+    assert searches_on_gpu(kind, cfg(use_gpu=use), gpus) is expected
+
+
+def test_always_on_gpu_without_one_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"sees no GPU.*use_gpu"):
+        searches_on_gpu("flat", cfg(use_gpu="always"), 0)
+
+
+def test_with_a_gpu_the_index_stays_exact_above_the_threshold() -> None:
+    low = cfg(approx_threshold=1_000)
+    assert choose_kind(999, low, gpus=0) == "flat"
+    assert choose_kind(1_000, low, gpus=0) == "hnsw"
+    assert choose_kind(10**6, low, gpus=1) == "flat"
+    assert choose_kind(GPU_FLAT_MAX + 1, low, gpus=1) == "hnsw"
+    assert choose_kind(10**6, cfg(approx_threshold=1_000, use_gpu="never"),
+                       gpus=1) == "hnsw"
+
+
+def test_on_this_cpu_machine_searches_stay_on_the_cpu_index() -> None:
+    if gpu_count():
+        pytest.skip("a GPU is present")
+    index = VectorIndex(DIM, cfg(), "flat")
+    x = unit(50)
+    index.add(np.arange(1, 51), x)
+    assert index._searcher() is index.index
+    assert index.search(x[7], 1)[0][0] == 8
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_filtered_search_is_exact_over_the_allowed_rows(kind: str) -> None:
+    x = unit(3_000, seed=1)
+    ids = np.arange(10, 3_010)
+    index = VectorIndex(DIM, cfg(hnsw_ef_search=16), kind)
+    index.add(ids[:1_000], x[:1_000])
+    index.add(ids[1_000:], x[1_000:])
+    allowed = ids[::97]  # 31 rows spread over the graph
+    for q in unit(5, seed=2):
+        got = [cid for cid, _ in index.search(q, 10, allowed)]
+        rows = (allowed - 10).astype(int)
+        assert got == exact_top(x[rows], allowed, q, 10)
+    assert len(index.search(unit(1, 3)[0], 50, allowed)) == len(allowed)
+    assert len(allowed) <= EXACT_SUBSET_MAX
+
+
+def test_search_uses_the_configured_threads_and_restores_them() -> None:
+    before = faiss.omp_get_max_threads()
+    with omp_threads(1):
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == before
+    index = VectorIndex(DIM, cfg(threads=1), "hnsw")
+    index.add(np.arange(1, 201), unit(200))
+    index.search(unit(1, 5)[0], 5)
+    assert faiss.omp_get_max_threads() == before
+
+
+@pytest.mark.slow
+def test_fp16_embeddings_come_out_as_normalised_float32() -> None:
+    """What the CUDA path changes (``model.half()``) checked on the CPU: vectors stay
+    float32, unit length and close to the fp32 ones, so FAISS indexes them unchanged."""
+    assert pick_device("cpu") == "cpu"
+    if gpu_count() == 0:
+        assert pick_device("auto") == "cpu"
+    embedder = SentenceTransformerEmbedder(EmbeddingSettings.model_validate({"device": "cpu"}))
+    texts = ["Attention is all you need.", "Low-rank adaptation of large language models."]
+    full = embedder.embed(texts)
+    embedder.model.half()
+    half = embedder.embed(texts)
+    assert half.dtype == np.float32 and half.flags["C_CONTIGUOUS"]
+    assert np.allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-3)
+    assert (half * full).sum(axis=1).min() > 0.99
+    index = VectorIndex(embedder.dim, cfg(), "flat")
+    index.add(np.array([1, 2]), half)
+    assert index.search(embedder.embed(["attention"], "query")[0], 1)[0][0] == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -86,26 +87,49 @@ def disk_errors(path: Path) -> Iterator[None]:
 
 
 class Store:
-    """Thin typed access to the SQLite file. One connection per Store; thread-safe reads."""
+    """Thin typed access to the SQLite file. One connection per thread (WAL: readers never
+    see a writer's uncommitted rows and never block it)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(path, timeout=30.0, check_same_thread=False,
-                                      isolation_level=None)
-        except sqlite3.Error as err:
-            raise LibraryError(f"Cannot open the library database {path}: {err}.",
-                               "Check --data-dir and its permissions.") from err
-        self.db.row_factory = sqlite3.Row
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
         with disk_errors(path):
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._connect()
+            self._local.con = con
+        return con
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False,
+                                  isolation_level=None)
+        except sqlite3.Error as err:
+            raise LibraryError(f"Cannot open the library database {self.path}: {err}.",
+                               "Check --data-dir and its permissions.") from err
+        con.row_factory = sqlite3.Row
+        with disk_errors(self.path):
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA foreign_keys=ON")
+            con.execute("PRAGMA synchronous=NORMAL")
+        with self._guard:
+            self._all.append(con)
+        return con
+
     def close(self) -> None:
-        self.db.close()
+        with self._guard:
+            for con in self._all:
+                con.close()
+            self._all.clear()
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -34,6 +34,7 @@ from benchmarks.common import (
     markdown_table,
     parser,
     percentiles,
+    run_main,
     write_results,
 )
 from index.embedder import SentenceTransformerEmbedder
@@ -163,12 +164,19 @@ def table(f: dict[str, Any]) -> str:
     return title + markdown_table(["", "p50", "p95"], rows)
 
 
-def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None = None
-        ) -> dict[str, Any]:
-    """Run the answer benchmark against the server at ``url``; writes ``out_dir/answer.json``."""
+def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None = None,
+        torch_threads: int | None = None) -> dict[str, Any]:
+    """Run the answer benchmark against the server at ``url``; writes ``out_dir/answer.json``.
+    ``torch_threads`` sets torch's thread count (the query embedding's) for the run."""
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     info = machine()
     n_questions, reps = QUESTIONS[size]
     with tempfile.TemporaryDirectory() as tmp:
+        with LLMClient(bench_settings(Path(tmp), llm={"base_url": url}).llm) as probe:
+            probe.served_model()  # fail fast, with the one-line message, if it is down
         embedder = SentenceTransformerEmbedder(bench_settings(Path(tmp) / "x").embedding)
         settings = library_settings(library, shared, Path(tmp), embedder, url)
         lib = Library(settings, embedder)
@@ -182,6 +190,7 @@ def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None =
         llm.close()
         lib.close()
     run_settings = {"llm_url": url, "max_tokens": MAX_TOKENS, "questions": questions,
+                    "torch_threads": info["threads"]["torch"],
                     "retrieval": settings.retrieval.model_dump(),
                     "library": str(library) if library else f"built from {PAPERS}"}
     write_results(out_dir, NAME, size, run_settings, figures, [table(figures)], info)
@@ -194,15 +203,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="data folder of a built library (else one paper is ingested)")
     p.add_argument("--llm-url", default=os.environ.get("PAPERCHAT_TEST_LLM_URL", ""),
                    help="base URL of the model server (default: $PAPERCHAT_TEST_LLM_URL)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch threads for the query embedding (default: torch's own)")
     args = p.parse_args(argv)
     url = args.llm_url.rstrip("/")
     if not url:
         print(SKIP_MESSAGE)
         return 0
     run(args.size, args.out, args.shared, url if url.endswith("/v1") else f"{url}/v1",
-        args.library)
+        args.library, args.torch_threads)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

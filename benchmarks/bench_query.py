@@ -30,6 +30,7 @@ from benchmarks.common import (
     markdown_table,
     parser,
     percentiles,
+    run_main,
     write_results,
 )
 from index.embedder import SentenceTransformerEmbedder
@@ -187,4 +188,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

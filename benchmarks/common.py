@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from paperchat.errors import PaperchatError
 from paperchat.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -222,6 +223,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def fail(message: str) -> int:
-    print(message, file=sys.stderr)
-    return 2
+def run_main(main: Callable[[], int]) -> int:
+    """Run a benchmark's ``main``; a paperchat error ends it with its one-line message."""
+    try:
+        return main()
+    except PaperchatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1

@@ -84,10 +84,15 @@ class EmbeddingSettings(BaseModel):
 
 class IndexSettings(BaseModel):
     approx_threshold: int = Field(
-        200_000, description="Chunks above which an approximate (HNSW) index replaces exact search."
+        20_000, description="Chunks from which an approximate (HNSW) index replaces exact search "
+        "(HNSW is faster from 1e4 on at recall@10 >= 0.95; below 2e4 flat costs under 3 ms; "
+        "measured by benchmarks/bench_query.py)."
     )
     hnsw_m: int = Field(32, description="HNSW graph degree.")
-    hnsw_ef_search: int = Field(64, description="HNSW search breadth (recall vs speed).")
+    hnsw_ef_search: int = Field(
+        128, description="HNSW search breadth up to 1e5 chunks (recall vs speed); it grows as "
+        "(n / 1e5) ** 0.6 above, to 512 at 1e6, keeping recall@10 >= 0.95 (measured)."
+    )
     hnsw_ef_construction: int = Field(80, description="HNSW build breadth.")
     threads: int = Field(1, description="OpenMP threads for FAISS search (1 is fastest per query).")
     use_gpu: Literal["auto", "never", "always"] = Field(

@@ -8,6 +8,9 @@ Latin-script terms of a non-English question (model names, acronyms)."""
 from __future__ import annotations
 
 import re
+import tomllib
+from functools import lru_cache
+from pathlib import Path
 
 from paperchat.errors import LLMError
 from rag import prompts
@@ -22,8 +25,26 @@ def is_english(text: str) -> bool:
     return not letters or sum(bool(NON_LATIN.match(c)) for c in letters) / len(letters) < 0.2
 
 
+@lru_cache(maxsize=1)
+def _ja_terms() -> list[tuple[str, str]]:
+    with Path(__file__).with_name("ja_terms.toml").open("rb") as fh:
+        terms = tomllib.load(fh)["terms"]
+    return sorted(terms.items(), key=lambda kv: -len(kv[0]))
+
+
+def glossary_terms(text: str) -> list[str]:
+    """English renderings of the ML terms in a Japanese text (longest matches first)."""
+    out = []
+    for ja, en in _ja_terms():
+        if ja in text:
+            out.append(en)
+            text = text.replace(ja, " ")
+    return out
+
+
 def latin_terms(text: str) -> str:
-    return " ".join(LATIN_TERM.findall(text))
+    """The Latin-script words of a text, plus English for the ML terms it has in Japanese."""
+    return " ".join([*LATIN_TERM.findall(text), *glossary_terms(text)])
 
 
 def needs_rewrite(question: str, history: list[tuple[str, str]]) -> bool:

@@ -86,3 +86,12 @@ def test_uncited_sentence_attributed_only_with_numbers_and_overlap() -> None:
     assert [(c.n, c.by) for c in r.citations] == [(2, "overlap")]
     assert r.uncited == ["The big transformer model achieves 41.0 BLEU on English-to-German."]
     assert attribute_uncited(text, [a, b], 1.1) == (text, [])
+
+
+def test_japanese_question_gets_english_retrieval_terms_without_a_model() -> None:
+    from rag.rewrite import rewrite_query
+
+    q = rewrite_query("LoRAで低ランク行列を適用したのはTransformerのどの重み行列ですか?", [], None)
+    for term in ("LoRA", "Transformer", "low-rank", "weight matrices"):
+        assert term in q
+    assert rewrite_query("How many heads?", [], None) == "How many heads?"

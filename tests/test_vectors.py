@@ -1,7 +1,7 @@
-"""The GPU code paths, tested on the CPU wherever their logic is not CUDA-specific: when
-the vector index goes to the GPU (and stays exact), the thread settings around FAISS calls,
-filtered searches, and fp16 embeddings (the model is halved on CUDA) coming out as
-normalised float32 vectors that FAISS accepts."""
+"""The vector index (index/vectors.py) and the GPU code paths, tested on the CPU wherever
+their logic is not CUDA-specific: when the index goes to the GPU (and stays exact), the
+thread settings around FAISS calls, filtered searches, the HNSW search breadth, and fp16
+embeddings (the model is halved on CUDA) coming out as normalised float32 vectors."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from index.vectors import (
     GPU_FLAT_MAX,
     VectorIndex,
     choose_kind,
+    ef_search,
     gpu_count,
     omp_threads,
     searches_on_gpu,
@@ -86,6 +87,17 @@ def test_filtered_search_is_exact_over_the_allowed_rows(kind: str) -> None:
         assert got == exact_top(x[rows], allowed, q, 10)
     assert len(index.search(unit(1, 3)[0], 50, allowed)) == len(allowed)
     assert len(allowed) <= EXACT_SUBSET_MAX
+
+
+def test_hnsw_search_breadth_grows_with_the_library() -> None:
+    settings = cfg(hnsw_ef_search=128)
+    assert ef_search(10_000, settings, 50) == ef_search(100_000, settings, 50) == 128
+    assert ef_search(1_000_000, settings, 50) == pytest.approx(512, abs=5)
+    assert ef_search(1_000, cfg(hnsw_ef_search=16), 50) == 50  # never below k
+    index = VectorIndex(DIM, cfg(hnsw_ef_search=16), "hnsw")
+    index.add(np.arange(1, 101), unit(100))
+    index.search(unit(1, 4)[0], 30)
+    assert index.index.hnsw.efSearch == 30
 
 
 def test_search_uses_the_configured_threads_and_restores_them() -> None:

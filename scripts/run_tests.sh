@@ -13,8 +13,13 @@ $BIN/ruff check .
 $BIN/mypy
 
 server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill -INT -- "-$server_pid" 2>/dev/null; wait 2>/dev/null || true; }
-trap cleanup EXIT
+stop_server() {  # SIGTERM to the server's process group (background jobs ignore SIGINT), bounded
+  [ -n "$server_pid" ] || return 0
+  kill -TERM -- "-$server_pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$server_pid" 2>/dev/null || return 0; sleep 1; done
+  kill -KILL -- "-$server_pid" 2>/dev/null || true
+}
+trap stop_server EXIT
 if [ -z "${PAPERCHAT_TEST_LLM_URL:-}" ]; then
   port=$($BIN/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   echo "== starting the vLLM server on 127.0.0.1:$port (log: test-artifacts/serve-llm.log)"

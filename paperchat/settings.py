@@ -80,6 +80,10 @@ class EmbeddingSettings(BaseModel):
         None, description="Text put before passages; None picks the model family's."
     )
     max_seq_length: int = Field(256, description="Tokens the embedder reads per text.")
+    query_threads: int = Field(
+        1, description="torch threads for embedding one query: 1 measured 14 ms against 513 ms "
+        "with 2 beside a vLLM server on 2 cores (benchmarks/results/query.json); 0 leaves "
+        "torch's default.")
 
 
 class IndexSettings(BaseModel):

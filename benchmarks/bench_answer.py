@@ -165,19 +165,17 @@ def table(f: dict[str, Any]) -> str:
 
 
 def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None = None,
-        torch_threads: int | None = None) -> dict[str, Any]:
+        query_threads: int | None = None) -> dict[str, Any]:
     """Run the answer benchmark against the server at ``url``; writes ``out_dir/answer.json``.
-    ``torch_threads`` sets torch's thread count (the query embedding's) for the run."""
-    if torch_threads:
-        import torch
-
-        torch.set_num_threads(torch_threads)
+    ``query_threads`` overrides ``embedding.query_threads`` (0: torch's default)."""
     info = machine()
+    embedding: dict[str, object] = {} if query_threads is None else {"query_threads": query_threads}
     n_questions, reps = QUESTIONS[size]
     with tempfile.TemporaryDirectory() as tmp:
         with LLMClient(bench_settings(Path(tmp), llm={"base_url": url}).llm) as probe:
             probe.served_model()  # fail fast, with the one-line message, if it is down
-        embedder = SentenceTransformerEmbedder(bench_settings(Path(tmp) / "x").embedding)
+        embedder = SentenceTransformerEmbedder(
+            bench_settings(Path(tmp) / "x", embedding=embedding).embedding)
         settings = library_settings(library, shared, Path(tmp), embedder, url)
         lib = Library(settings, embedder)
         llm = LLMClient(settings.llm)
@@ -190,7 +188,7 @@ def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None =
         llm.close()
         lib.close()
     run_settings = {"llm_url": url, "max_tokens": MAX_TOKENS, "questions": questions,
-                    "torch_threads": info["threads"]["torch"],
+                    "query_threads": embedder.settings.query_threads,
                     "retrieval": settings.retrieval.model_dump(),
                     "library": str(library) if library else f"built from {PAPERS}"}
     write_results(out_dir, NAME, size, run_settings, figures, [table(figures)], info)
@@ -203,15 +201,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="data folder of a built library (else one paper is ingested)")
     p.add_argument("--llm-url", default=os.environ.get("PAPERCHAT_TEST_LLM_URL", ""),
                    help="base URL of the model server (default: $PAPERCHAT_TEST_LLM_URL)")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch threads for the query embedding (default: torch's own)")
+    p.add_argument("--query-threads", type=int, default=None,
+                   help="torch threads for embedding a query (default: the setting; 0: torch's)")
     args = p.parse_args(argv)
     url = args.llm_url.rstrip("/")
     if not url:
         print(SKIP_MESSAGE)
         return 0
     run(args.size, args.out, args.shared, url if url.endswith("/v1") else f"{url}/v1",
-        args.library, args.torch_threads)
+        args.library, args.query_threads)
     return 0
 
 

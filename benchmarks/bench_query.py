@@ -2,7 +2,8 @@
 
 1. The shared corpus (or the library given by ``--library``): ``Retriever.search`` latency
    p50/p95 per stage (query embedding, dense search, BM25, fusion) and in total, over the dev
-   questions; and the total with 1 and 2 torch threads for the query embedding.
+   questions; and the total with 1 and 2 torch threads for the query embedding
+   (``embedding.query_threads``).
 2. Synthetic libraries (1e4 vectors in ``small``; 1e4, 1e5 and 1e6 in ``full``) of random
    normalised 384-d vectors and of vectors fitted to the library's real ones (see
    ``benchmarks/synthetic.py``): flat, HNSW and IVF; build time, memory, single-query
@@ -61,8 +62,6 @@ def corpus_latency(settings: Settings, embedder: SentenceTransformerEmbedder,
                    questions: list[str], reps: int) -> tuple[dict[str, Any], np.ndarray]:
     """``Retriever.search`` timings per stage over ``questions`` x ``reps`` (after a warm-up),
     and the library's chunk vectors."""
-    import torch
-
     library = Library(settings, embedder)
     if library.store.chunk_count() == 0:
         raise EmptyLibraryError()
@@ -78,13 +77,13 @@ def corpus_latency(settings: Settings, embedder: SentenceTransformerEmbedder,
     figures["chunks"] = library.store.chunk_count()
     figures["papers"] = len(library.papers())
     figures["first_query_ms"] = round(first.seconds * 1000, 1)
-    before = torch.get_num_threads()
+    chosen = embedder.settings
     for threads in (1, 2):
-        torch.set_num_threads(threads)
+        embedder.settings = chosen.model_copy(update={"query_threads": threads})
         totals = [retriever.search(q).timings_ms for q in questions]
-        figures[f"torch_threads_{threads}"] = {
+        figures[f"query_threads_{threads}"] = {
             s: percentiles([t[s] for t in totals]) for s in ("embed", "total")}
-    torch.set_num_threads(before)
+    embedder.settings = chosen
     real = np.concatenate([v for _, v in library.store.iter_vectors(library.dim())])
     library.close()
     return figures, real
@@ -109,10 +108,10 @@ def corpus_library(size: str, shared: Path, library: Path | None, work: Path,
 
 def corpus_table(c: dict[str, Any]) -> str:
     rows = [[s, c[s]["p50"], c[s]["p95"]] for s in STAGES]
-    t1, t2 = c["torch_threads_1"], c["torch_threads_2"]
-    rows.append(["total, torch 1 thread (embed p50)", f"{t1['total']['p50']:.3g} "
+    t1, t2 = c["query_threads_1"], c["query_threads_2"]
+    rows.append(["total, query_threads 1 (embed p50)", f"{t1['total']['p50']:.3g} "
                  f"({t1['embed']['p50']:.3g})", t1["total"]["p95"]])
-    rows.append(["total, torch 2 threads (embed p50)", f"{t2['total']['p50']:.3g} "
+    rows.append(["total, query_threads 2 (embed p50)", f"{t2['total']['p50']:.3g} "
                  f"({t2['embed']['p50']:.3g})", t2["total"]["p95"]])
     title = (f"### Retrieval latency, ms ({c['papers']} papers, {c['chunks']} chunks, "
              f"{c['total']['n']} searches; target p50 total ≤ 20 ms)\n\n")
@@ -167,6 +166,7 @@ def run(size: str, out_dir: Path, shared: Path, library: Path | None = None,
     figures = {"corpus": corpus, "synthetic": results}
     run_settings = {"index": settings.index.model_dump(),
                     "retrieval": settings.retrieval.model_dump(),
+                    "embedding": settings.embedding.model_dump(),
                     "embedding_device": embedder.device,
                     "ivf_default_nprobe": synthetic.IVF_DEFAULT_NPROBE,
                     "synthetic_sizes": sorted({r["n"] for r in results}),

@@ -70,7 +70,7 @@ def test_query_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
     assert corpus["chunks"] == doc_ingest["figures"]["whole_ingest"]["chunks"]
     for stage in bench_query.STAGES:
         assert {"p50", "p95"} <= set(corpus[stage]) and corpus[stage]["n"] == 5
-    assert {"torch_threads_1", "torch_threads_2"} <= set(corpus)
+    assert {"query_threads_1", "query_threads_2"} <= set(corpus)
     fitted, random = doc["figures"]["synthetic"]
     assert (fitted["data"], random["data"]) == ("fitted", "random")
     for size in (fitted, random):

@@ -64,6 +64,7 @@ class Library:
         self._vectors: VectorIndex | None = None
         self._bm25: BM25Index | None = None
         self._built: tuple[int, int] = (-1, -1)
+        self._papers_cache: tuple[tuple[int, int], list[Paper]] | None = None
         if check:
             self.check_manifest()
 
@@ -217,7 +218,13 @@ class Library:
 
     # -- reading ---------------------------------------------------------------------
     def papers(self) -> list[Paper]:
-        return self.store.papers()
+        """All papers, cached until the library changes (read on every search)."""
+        counters = self.store.counters()
+        cached = self._papers_cache
+        if cached is None or cached[0] != counters:
+            cached = (counters, self.store.papers())
+            self._papers_cache = cached
+        return list(cached[1])
 
     def paper(self, paper_id: str) -> Paper | None:
         return self.store.paper(paper_id)

@@ -13,12 +13,8 @@ $BIN/ruff check .
 $BIN/mypy
 
 server_pid=""
-stop_server() {  # SIGTERM to the server's process group (background jobs ignore SIGINT), bounded
-  [ -n "$server_pid" ] || return 0
-  kill -TERM -- "-$server_pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 "$server_pid" 2>/dev/null || return 0; sleep 1; done
-  kill -KILL -- "-$server_pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 trap stop_server EXIT
 if [ -z "${PAPERCHAT_TEST_LLM_URL:-}" ]; then
   port=$($BIN/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -83,8 +83,11 @@ def test_results_lines_hold_hits_and_metrics(hybrid_run: Path) -> None:
     assert d01["timings"]["retrieval_ms"] > 0 and d01["best_dense"] > 0
     unanswerable = recs[27]
     assert unanswerable["unanswerable"] and unanswerable["metrics"]["retrieval"] == {}
-    ja = recs[24]  # Japanese: searched with its Latin terms, as the answerer does offline
-    assert ja["query"] == "LoRA Transformer"
+    ja = recs[24]  # Japanese: searched in English (its Latin terms + the glossary), as the
+    # answerer does offline when the model cannot rewrite
+    assert not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", ja["query"]), ja["query"]
+    for term in ("LoRA", "Transformer", "weight matrices"):
+        assert term in ja["query"], ja["query"]
     md = (hybrid_run / "report.md").read_text()
     assert "| recall@5 |" in md and "Latency" in md
 

@@ -28,7 +28,7 @@ from index.vectors import gpu_count, new_faiss_index
 from paperchat.settings import IndexSettings
 
 DIM = 384
-HNSW_EF = (64, 128, 256, 512)
+HNSW_EF = (64, 128, 256, 320, 384, 448, 512)
 IVF_NPROBE = (8, 16, 32, 64, 128)
 IVF_DEFAULT_NPROBE = 32  # the IVF row also timed with 2 threads
 RANDOM_HNSW_MAX = 100_000  # HNSW on 1e6 random vectors takes over half an hour on 2 cores

@@ -64,6 +64,7 @@ class Library:
         self._vectors: VectorIndex | None = None
         self._bm25: BM25Index | None = None
         self._built: tuple[int, int] = (-1, -1)
+        self._built_store = ""  # the store_id of the SQLite file the indexes came from
         self._papers_cache: tuple[tuple[int, int], list[Paper]] | None = None
         if check:
             self.check_manifest()
@@ -165,23 +166,27 @@ class Library:
         if not built_file.is_file():
             return False
         built = json.loads(built_file.read_text())
+        store_id = self.store.meta().get("store_id", "")
         if (built["generation"], built["removals"]) != counters:
+            return False
+        if built.get("store_id", "") != store_id:  # built from a file `reindex` replaced
             return False
         if not BM25Index.is_current(self.index_dir):  # built by an older tokenizer
             return False
         self._vectors = VectorIndex.load(self.index_dir, built["dim"],
                                          self.settings.index, built["kind"])
         self._bm25 = BM25Index.load(self.index_dir)
-        self._built = counters
+        self._built, self._built_store = counters, store_id
         return True
 
     def _rebuild(self, counters: tuple[int, int]) -> None:
+        """Extend the vector index with the chunks added since it was built (rebuild it when
+        that cannot be done) and rebuild BM25."""
         dim = self.dim()
-        n = self.store.chunk_count()
-        kind = choose_kind(n, self.settings.index)
-        vectors = self._vectors
-        same_removals = vectors is not None and self._built[1] == counters[1]
-        if vectors is None or not same_removals or vectors.kind != kind or vectors.dim != dim:
+        kind = choose_kind(self.store.chunk_count(), self.settings.index)
+        store_id = self.store.meta().get("store_id", "")
+        vectors = self._reusable_vectors(store_id, counters[1], kind, dim)
+        if vectors is None:
             vectors = VectorIndex(dim, self.settings.index, kind)
         for ids, vecs in self.store.iter_vectors(dim, min_id=vectors.max_id):
             vectors.add(ids, vecs)
@@ -193,7 +198,34 @@ class Library:
             texts.extend(embed_text(*r[1:]) for r in batch)
         bm25.build(np.asarray(ids_list, dtype=np.int64), texts)
         self._vectors, self._bm25, self._built = vectors, bm25, counters
+        self._built_store = store_id
         self._save_built(counters, kind, dim)
+
+    def _reusable_vectors(self, store_id: str, removals: int, kind: str,
+                          dim: int) -> VectorIndex | None:
+        """The vector index in memory, else the one saved on disk, when it can be brought up
+        to date without a rebuild: built from this SQLite file (`reindex` writes a new one,
+        whose chunk ids start again), same kind and size of vectors, and either no chunk
+        removed since or (HNSW, which cannot delete) few enough to mask out."""
+        vectors, built_store, built_removals = self._vectors, self._built_store, self._built[1]
+        if vectors is None:
+            vectors, built_store, built_removals = self._load_saved_vectors()
+        if (vectors is None or built_store != store_id or vectors.kind != kind
+                or vectors.dim != dim):
+            return None
+        if built_removals != removals and not vectors.mask_missing(self.store.chunk_ids()):
+            return None
+        return vectors
+
+    def _load_saved_vectors(self) -> tuple[VectorIndex | None, str, int]:
+        """The saved vector index and the removals counter it was built at (a new process
+        extends it instead of rebuilding: an HNSW build of a large library takes minutes)."""
+        built_file = self.index_dir / "built.json"
+        if not built_file.is_file():
+            return None, "", -1
+        built = json.loads(built_file.read_text())
+        return (VectorIndex.load(self.index_dir, built["dim"], self.settings.index,
+                                 built["kind"]), built.get("store_id", ""), built["removals"])
 
     def _save_built(self, counters: tuple[int, int], kind: str, dim: int) -> None:
         assert self._vectors is not None and self._bm25 is not None
@@ -205,7 +237,8 @@ class Library:
                 self._vectors.save(tmp)
                 self._bm25.save(tmp)
                 built = {"generation": counters[0], "removals": counters[1], "kind": kind,
-                         "dim": dim, "count": len(self._vectors)}
+                         "dim": dim, "count": len(self._vectors),
+                         "store_id": self._built_store}
                 (tmp / "built.json").write_text(json.dumps(built))
                 old = parent / f".old-{self.index_dir.name}"
                 shutil.rmtree(old, ignore_errors=True)

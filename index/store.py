@@ -247,6 +247,11 @@ class Store:
         rows = self.db.execute(f"SELECT id FROM chunks WHERE paper_id IN ({marks})", ids)
         return [r[0] for r in rows]
 
+    def chunk_ids(self) -> np.ndarray:
+        """Every chunk id, ascending."""
+        rows = self.db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def pages_of(self, paper_id: str) -> list[Page]:
         rows = self.db.execute(
             "SELECT number, text FROM pages WHERE paper_id = ? ORDER BY number", (paper_id,))

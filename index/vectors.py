@@ -9,6 +9,10 @@ the real ones.
 Threads are set per call: a single query runs with ``index.threads`` OpenMP threads (one
 is fastest on a small CPU, see benchmarks/bench_query.py), building HNSW with every core.
 
+Chunks of removed papers stay in an HNSW graph (it cannot delete) as rows masked out of
+every search (their id set to -1), up to MAX_MASKED of the rows; beyond, the library
+rebuilds the index. A flat index is rebuilt instead (a moment's work).
+
 GPU: with faiss-gpu and a CUDA device (``index.use_gpu``) the index stays flat (exact) up to
 ``GPU_FLAT_MAX`` vectors and unfiltered searches run on a GPU copy of it. Filtered searches
 (``allowed``) run on the CPU: exact over the allowed rows when they are at most
@@ -36,6 +40,7 @@ _FAISS: Any = faiss  # its bundled type stubs lack the search parameter classes
 EXACT_SUBSET_MAX = 20_000  # allowed rows searched exactly (about 2 ms at 384-d on one core)
 EF_BASE_N = 100_000  # hnsw_ef_search holds up to this many vectors, then grows:
 EF_GROWTH = 0.6  # 128 at 1e5 -> 512 at 1e6, each the smallest with recall@10 >= 0.95 there
+MAX_MASKED = 0.2  # HNSW rows of removed chunks masked out, up to this share, then rebuilt
 GPU_FLAT_MAX = 20_000_000  # flat on the GPU up to this many vectors (30 GB at 384-d, fp32)
 
 
@@ -120,6 +125,7 @@ class VectorIndex:
         self._gpus = gpu_count()
         self._gpu_index: Any = None
         self._gpu_res: Any = None
+        self._selector: tuple[int, Any, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -135,6 +141,28 @@ class VectorIndex:
     @property
     def max_id(self) -> int:
         return int(self.ids.max()) if len(self.ids) else 0
+
+    def mask_missing(self, live_ids: np.ndarray) -> bool:
+        """Mask out the rows whose chunk is not in ``live_ids`` (removed papers) without a
+        rebuild; False, masking nothing, when that is not worth it: a flat index (rebuilt in
+        a moment) or more than MAX_MASKED of the rows masked."""
+        gone = (self.ids >= 0) & ~np.isin(self.ids, live_ids)
+        masked = np.count_nonzero(self.ids < 0) + np.count_nonzero(gone)
+        if self.kind != "hnsw" or masked > MAX_MASKED * len(self.ids):
+            return False
+        self.ids = np.where(gone, -1, self.ids)
+        return True
+
+    def _live_selector(self) -> Any:
+        """A FAISS selector of the rows not masked out, or None when none is (cached: the
+        inner selector is kept alive beside the one that wraps it)."""
+        masked = np.flatnonzero(self.ids < 0).astype(np.int64)
+        if len(masked) == 0:
+            return None
+        if self._selector is None or self._selector[0] != len(masked):
+            inner = faiss.IDSelectorBatch(masked)
+            self._selector = (len(masked), inner, faiss.IDSelectorNot(inner))
+        return self._selector[2]
 
     def _searcher(self) -> Any:
         if not searches_on_gpu(self.kind, self.settings, self._gpus):
@@ -153,16 +181,27 @@ class VectorIndex:
         k = min(k, len(self))
         with omp_threads(self.settings.threads):
             if allowed is None:
-                if self.kind == "hnsw":
-                    self.index.hnsw.efSearch = ef_search(len(self), self.settings, k)
-                scores, pos = self._searcher().search(q, k)
-                scores, pos = scores[0], pos[0]
+                scores, pos = self._search_all(q, k)
             else:
                 positions = np.flatnonzero(np.isin(self.ids, allowed)).astype(np.int64)
                 if len(positions) == 0:
                     return []
                 scores, pos = self._search_rows(q, min(k, len(positions)), positions)
         return [(int(self.ids[p]), float(s)) for p, s in zip(pos, scores, strict=True) if p >= 0]
+
+    def _search_all(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.kind != "hnsw":
+            scores, pos = self._searcher().search(q, k)
+            return scores[0], pos[0]
+        ef = ef_search(len(self), self.settings, k)
+        sel = self._live_selector()
+        if sel is None:
+            self.index.hnsw.efSearch = ef
+            scores, pos = self.index.search(q, k)
+        else:
+            params = _FAISS.SearchParametersHNSW(sel=sel, efSearch=ef)
+            scores, pos = self.index.search(q, k, params=params)
+        return scores[0], pos[0]
 
     def _search_rows(self, q: np.ndarray, k: int,
                      positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ library (no download), into a new database file that replaces the old one atomic
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from index.library import Library, embed_text
@@ -29,7 +30,7 @@ def reindex(library: Library, chunker: Chunker) -> int:
     gen, removals = old.counters()
     with new.transaction() as db:
         new.set_meta(db, {**library.wanted_manifest(), "generation": str(gen),
-                          "removals": str(removals)})
+                          "removals": str(removals), "store_id": uuid.uuid4().hex})
     total = 0
     for paper in old.papers():
         pages = old.pages_of(paper.id)

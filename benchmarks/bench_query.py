@@ -72,7 +72,7 @@ def corpus_latency(settings: Settings, embedder: SentenceTransformerEmbedder,
     for _ in range(reps):
         for q in questions:
             for stage, ms in retriever.search(q).timings_ms.items():
-                samples[stage].append(ms)
+                samples.setdefault(stage, []).append(ms)
     figures: dict[str, Any] = {s: percentiles(v) for s, v in samples.items()}
     figures["chunks"] = library.store.chunk_count()
     figures["papers"] = len(library.papers())

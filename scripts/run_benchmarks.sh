@@ -52,3 +52,6 @@ if [ "$size" = full ] && [ -z "${PAPERCHAT_TEST_LLM_URL:-}" ]; then
   start_server
 fi
 $BIN/python -m benchmarks.bench_answer --size "$size" --out "$out" --library "$work/library"
+echo
+echo "== benchmark: rewrite ($size)"
+$BIN/python -m benchmarks.bench_rewrite --size "$size" --out "$out" --library "$work/library"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import bench_answer, bench_ingest, bench_query, synthetic
+from benchmarks import bench_answer, bench_ingest, bench_query, bench_rewrite, synthetic
 from benchmarks.common import NO_GPU, REPO, markdown_table, percentiles
 from tests.conftest import SHARED
 
@@ -43,7 +43,8 @@ def test_ingest_benchmark_writes_every_stage(ingest_run: tuple[dict, Path]) -> N
     doc, library = ingest_run
     f = doc["figures"]
     stages = {"download", "extract_pypdf", "extract_pypdfium2", "extract_pool", "chunk",
-              "embed", "index", "whole_ingest", "embed_only_same_chunks", "model_load"}
+              "embed", "index", "whole_ingest", "embed_only_same_chunks", "model_load",
+              "whole_ingest_before"}
     assert stages <= set(f)
     assert all(f[s]["seconds"] > 0 for s in stages)
     assert f["extract_pypdf"]["pages"] == f["extract_pypdfium2"]["pages"] == 10  # BART: 10 pages
@@ -56,6 +57,10 @@ def test_ingest_benchmark_writes_every_stage(ingest_run: tuple[dict, Path]) -> N
                                              abs=1e-3)
     expected = f["whole_ingest"]["seconds"] / floor["seconds"]
     assert f["ratio_whole_to_embed"] == pytest.approx(expected, rel=1e-2)
+    before = f["whole_ingest_before"]  # the starting configuration: pypdf, 1 process
+    assert before["workers"] == 1 and before["chunks"] > 0
+    per_chunk = (before["seconds"] / before["chunks"]) / (floor["seconds"] / floor["chunks"])
+    assert f["ratio_before_to_embed"] == pytest.approx(per_chunk, rel=1e-2)
     assert doc["settings"]["papers"] == ["1910.13461"]
     assert (library / "library.sqlite").is_file()
 
@@ -114,6 +119,25 @@ def test_answer_benchmark_against_the_server(ingest_run: tuple[dict, Path], llm_
     for key in ("ask_ttft_ms", "server_ttft_ms", "overhead_ms", "retrieval_ms"):
         assert f[key]["n"] == f["questions"] * f["reps"]
     assert f["model"]
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+def test_rewrite_benchmark_against_the_server(ingest_run: tuple[dict, Path], llm_url: str,
+                                              tmp_path: Path) -> None:
+    _, library = ingest_run  # BART only: one Japanese question and one follow-up about it
+    bench_rewrite.run("tiny", tmp_path, SHARED, library, llm_url)
+    doc = read_results(tmp_path / "rewrite.json", "rewrite")
+    f = doc["figures"]
+    assert doc["settings"]["questions"] == ["ja08", "fu10"]
+    for mode in bench_rewrite.MODES:
+        assert f[mode]["japanese"]["n"] == f[mode]["follow-up"]["n"] == 1, mode
+        assert f[mode]["rewrite_ms"]["n"] == 2
+    queries = {m: {q["id"]: q["query"] for q in f[m]["queries"]} for m in bench_rewrite.MODES}
+    assert queries["none"]["ja08"].startswith("BARTは")  # as typed
+    assert "BART" in queries["terms"]["ja08"] and "は" not in queries["terms"]["ja08"]
+    assert queries["terms"]["fu10"].startswith("What is BART?")  # joined to the conversation
+    assert f["model_name"]
 
 
 def test_answer_benchmark_skips_without_a_server(tmp_path: Path,

@@ -40,7 +40,7 @@ from benchmarks.common import (
 from index.embedder import SentenceTransformerEmbedder
 from index.library import Library
 from paperchat.settings import Settings
-from rag.answer import Answerer, build_prompt
+from rag.answer import Answerer
 from rag.llm import LLMClient, Message
 from rag.retrieve import Retriever
 
@@ -79,7 +79,7 @@ def ask_ttft(answerer: Answerer, question: str) -> tuple[float | None, float]:
 def prompt_messages(answerer: Answerer, question: str) -> list[Message]:
     """The messages ``Answerer.stream`` sends for ``question`` (same retrieval, same budget)."""
     retrieval = answerer.retriever.search(question)
-    return build_prompt(question, retrieval.hits, answerer.budget().sources).messages
+    return answerer.fit(question, retrieval.hits, MAX_TOKENS).prompt.messages
 
 
 def server_ttft(llm: LLMClient, messages: list[Message], temperature: float) -> float:

@@ -4,12 +4,15 @@ intervals (percentile method, resampling questions with replacement)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from eval import metrics as m
 from eval.score import EVIDENCE_KS, RECALL_KS
+
+if TYPE_CHECKING:
+    from eval.nli import NliChecker
 
 T = TypeVar("T")
 RESAMPLES = 1000
@@ -106,8 +109,23 @@ def latency(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def add_nli(citations: dict[str, Any], answered: Sequence[dict[str, Any]],
+            nli: NliChecker | None, seed: int) -> None:
+    """The NLI support figure (None, model None, when no NLI model is configured); its own
+    generator, so configuring one leaves every other interval unchanged."""
+    citations.update(nli_support=None, nli_model=None)
+    if nli is None:
+        return
+    from eval.nli import nli_section
+
+    found = nli_section(answered, nli, np.random.default_rng(seed))
+    citations["ci95"]["nli_support"] = found.pop("ci95")
+    citations["n"]["nli_support"] = found.pop("n")
+    citations.update(found)
+
+
 def aggregate(records: Sequence[dict[str, Any]], *, seed: int, retrieval_only: bool,
-              min_dense_score: float) -> dict[str, Any]:
+              min_dense_score: float, nli: NliChecker | None = None) -> dict[str, Any]:
     """Every figure of report.json except the run's metadata."""
     rng = np.random.default_rng(seed)
     scored = [r for r in records if r["status"] != "skipped"]
@@ -128,7 +146,7 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, retrieval_only: b
     invented = sum(len(r["removed_citations"]) for r in shown)
     markers = sum(len(m.marker_numbers(r["answer"] or "")) for r in shown) + invented
     citations["invented_share"] = invented / markers if markers else None
-    citations["nli_support"] = None  # no local NLI model is configured
+    add_nli(citations, answered, nli, seed)
     basis = (f"retrieval threshold (best dense < {min_dense_score:g})" if retrieval_only
              else "answers")
     return {

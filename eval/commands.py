@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from eval.aggregate import aggregate
 from eval.compare import print_comparison
+from eval.nli import load_nli
 from eval.questions import Question, file_sha256, load_questions
 from eval.report import REPORT_MD, write_report
 from eval.results import ResultsWriter, check_run, load_done
@@ -145,11 +146,13 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     if not papers:
         raise EmptyLibraryError()
     check_run(out, run)
+    answers_cited = not retrieval_only and mode != "no-retrieval"
+    nli = load_nli(settings) if answers_cited else None  # loaded before the run: fails fast
     ctx = build_context(settings, mode, args.k, retrieval_only, library)
     started = time.time()
     records = run_questions(ctx, questions, out, papers, console)
     report = aggregate(records, seed=run["seed"], retrieval_only=retrieval_only,
-                       min_dense_score=settings.retrieval.min_dense_score)
+                       min_dense_score=settings.retrieval.min_dense_score, nli=nli)
     report["run"] = {**run, "limit": args.limit, "out": str(out),
                      "finished": datetime.now(UTC).isoformat(timespec="seconds"),
                      "seconds_this_session": round(time.time() - started, 1)}

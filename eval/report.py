@@ -22,7 +22,7 @@ TABLES = {  # section -> figures shown in report.md (report.json holds more)
                   "evidence@10"),
     "answers": ("contains_rate", "token_f1"),
     "abstention": ("precision", "recall", "f1", "false_abstention_rate"),
-    "citations": ("validity", "precision", "recall", "uncited_share"),
+    "citations": ("validity", "precision", "recall", "uncited_share", "nli_support"),
 }
 
 
@@ -59,6 +59,16 @@ def latency_rows(report: dict[str, Any]) -> list[str]:
     return rows
 
 
+def nli_line(citations: dict[str, Any]) -> str:
+    """Which NLI model checked the citations (its n counts sentences, not questions)."""
+    model = citations.get("nli_model")
+    if not model:
+        return "NLI support check: off (no NLI model configured; set eval.nli_model)."
+    n = citations.get("n", {}).get("nli_support", 0)
+    return (f"NLI support check: model `{model}`; nli_support is the share of {n} cited "
+            "answer sentences that one of their cited passages entails.")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     run, counts = report["run"], report["counts"]
     lines = [f"# Evaluation: {Path(run['questions']).name}", "",
@@ -79,7 +89,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     ab = report["abstention"]
     lines.append(f"Abstention basis: {ab['basis']}; {ab['n']['unanswerable']} unanswerable and "
                  f"{ab['n']['answerable']} answerable questions.")
-    lines.append("")
+    lines += ["", nli_line(report["citations"]), ""]
     lines += latency_rows(report)
     bd = report["best_dense"]
     lines += ["### Best dense score (abstention signal)", "",

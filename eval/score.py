@@ -41,9 +41,15 @@ def answer_metrics(rec: dict[str, Any]) -> dict[str, float | None]:
 
 
 def citation_metrics(rec: dict[str, Any]) -> dict[str, float | None]:
-    """Citation figures of an answer given with sources (none when it abstained)."""
-    if rec.get("answer") is None or rec["abstained"] or rec.get("shown") is None:
+    """Citation figures of an answer given with sources. Recall is the share of answerable
+    questions whose answer cites a gold paper, so an answerable question that abstained
+    counts 0 there; it has no validity, precision or uncited share (None)."""
+    if rec.get("answer") is None or rec.get("shown") is None:
         return {}
+    if rec["abstained"]:
+        answerable = bool(rec["papers"]) and not rec["unanswerable"]
+        return {"validity": None, "precision": None,
+                "recall": 0.0 if answerable else None, "uncited_share": None}
     cited = [(c["n"], c["chunk_id"]) for c in rec["citations"]]
     shown = [h["chunk_id"] for h in rec["shown"]]
     papers = [c["paper_id"] for c in rec["citations"]]

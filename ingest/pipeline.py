@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import time
 from collections import deque
 from concurrent.futures import (
@@ -89,6 +90,12 @@ class Job:
     content_hash: str = ""
 
 
+def _ignore_sigint() -> None:
+    """Extraction workers leave Ctrl-C to the main process (which stops the run cleanly);
+    otherwise each prints a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _local_id(source: Source) -> tuple[str, str | None]:
     """(paper id, arXiv id) of a local file or URL before its text is read."""
     if source.arxiv_id:
@@ -144,16 +151,7 @@ class Ingestor:
 
     def _resolve_metadata(self, jobs: list[Job]) -> None:
         wanted = sorted({j.source.arxiv_id for j in jobs if j.source.arxiv_id and j.meta is None})
-        found: dict[str, PaperMeta] = {}
-        if wanted and self.client.reachable:
-            try:
-                found = self.client.fetch_metadata(wanted)
-            except NetworkError as err:
-                log.info("arXiv unreachable: %s", err)
-            except SourceNotFoundError as err:  # the API's error entry for a malformed id
-                for job in [j for j in jobs if j.source.arxiv_id and j.source.arxiv_id in str(err)]:
-                    self._fail(job.item, job.paper_id, err)
-                    jobs.remove(job)
+        found = self._fetch_metadata(jobs, wanted)
         self.report.arxiv_unreachable = not self.client.reachable
         for job in list(jobs):
             aid = job.source.arxiv_id
@@ -168,6 +166,26 @@ class Ingestor:
                 else:
                     known = reading_list.by_id().get(aid)
                     job.meta = known.meta() if known else None
+
+    def _fetch_metadata(self, jobs: list[Job], wanted: list[str]) -> dict[str, PaperMeta]:
+        """arXiv metadata of ``wanted``. arXiv answers a request holding an id it rejects
+        with an error entry alone: that id's jobs fail and the other ids are asked again."""
+        while wanted and self.client.reachable:
+            try:
+                return self.client.fetch_metadata(wanted)
+            except NetworkError as err:
+                log.info("arXiv unreachable: %s", err)
+                return {}
+            except SourceNotFoundError as err:  # the API's error entry for a malformed id
+                rejected = [j for j in jobs if j.source.arxiv_id and j.source.arxiv_id in str(err)]
+                if not rejected:
+                    return {}
+                for job in rejected:
+                    self._fail(job.item, job.paper_id, err)
+                    jobs.remove(job)
+                gone = {j.source.arxiv_id for j in rejected}
+                wanted = [w for w in wanted if w not in gone]
+        return {}
 
     def _dedupe(self, jobs: list[Job]) -> list[Job]:
         seen: set[str] = set()
@@ -223,8 +241,14 @@ class Ingestor:
             self.reporter.stage(name, len(todo))
         workers = max(1, self.settings.ingest.workers)
         ctx = multiprocessing.get_context("spawn")  # no fork after torch started its threads
-        with ThreadPoolExecutor(2) as dl, ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-            self._run(todo, dl, ex)
+        with ThreadPoolExecutor(2) as dl, ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_ignore_sigint) as ex:
+            try:
+                self._run(todo, dl, ex)
+            except KeyboardInterrupt:  # Ctrl-C: drop the queued work, keep what is stored
+                dl.shutdown(wait=False, cancel_futures=True)
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
         self.report.arxiv_unreachable = not self.client.reachable
         self.report.seconds = time.perf_counter() - start
         return self.report

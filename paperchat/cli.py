@@ -48,16 +48,22 @@ def _reindex(s: Settings, a: argparse.Namespace) -> int:
     return run_reindex(s)
 
 
+def _years(a: argparse.Namespace) -> tuple[int, int] | None:
+    from rag.retrieve import parse_years
+
+    return parse_years(a.year) if a.year is not None else None
+
+
 def _search(s: Settings, a: argparse.Namespace) -> int:
     from rag.commands import run_search
 
-    return run_search(s, a.query, a.k, a.paper, a.json)
+    return run_search(s, a.query, a.k, a.paper, a.json, years=_years(a))
 
 
 def _ask(s: Settings, a: argparse.Namespace) -> int:
     from rag.commands import run_ask
 
-    return run_ask(s, a.question, a.k, a.paper, a.json)
+    return run_ask(s, a.question, a.k, a.paper, a.json, years=_years(a))
 
 
 def _serve_llm(s: Settings, a: argparse.Namespace) -> int:
@@ -122,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                  else "answer a question with citations")
         sp.add_argument(what)
         sp.add_argument("-k", type=int, default=None, help="passages (retrieval.k)")
-        sp.add_argument("--paper", action="append", help="restrict to a paper id (repeatable)")
+        sp.add_argument("--paper", nargs="+", action="extend", metavar="ID",
+                        help="restrict to these paper ids (--paper A B or --paper A --paper B)")
+        sp.add_argument("--year", metavar="FROM-TO",
+                        help="restrict to papers of these years: 2020, 2017-2020, 2019-, -2019")
         sp.add_argument("--json", action="store_true")
     cmd("serve-llm", _serve_llm, "start the vLLM model server and wait")
     sp = cmd("chat", _chat, "open the chat in the browser")
@@ -173,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: the library is intact; run the command again to finish.",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`paperchat list --json | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
     return code
 
 

@@ -21,6 +21,12 @@ class ConfigError(PaperchatError):
     exit_code = 2
 
 
+class UsageError(PaperchatError):
+    """A command-line option has a malformed value."""
+
+    exit_code = 2
+
+
 class LibraryError(PaperchatError):
     """The library on disk cannot be used as asked."""
 
@@ -66,6 +72,10 @@ class PdfError(IngestError):
 
 class LLMError(PaperchatError):
     """The model server failed."""
+
+
+class PromptTooLongError(LLMError):
+    """The question (with its prompt) leaves no room in the served model's context."""
 
 
 class LLMUnavailableError(LLMError):

@@ -132,6 +132,11 @@ class RetrievalSettings(BaseModel):
     reranker: str | None = Field(
         None, description="Cross-encoder model (name or folder) to rerank fused hits; off if None."
     )
+    rerank_candidates: int = Field(
+        30, description="Fused candidates (best first, within per_paper_cap) the reranker "
+        "rescores, at least 2 * k; the rest are dropped. Each is one cross-encoder pass over "
+        "(query, passage) per query."
+    )
     rewrite: bool = Field(
         True, description="Rewrite follow-ups and non-English questions into an English query."
     )
@@ -154,6 +159,10 @@ class LLMSettings(BaseModel):
         "contains at least this share of its content words and all of its numbers; "
         "1.1 turns this off. Such citations are marked by='overlap'.")
     max_tokens: int = Field(384, description="Most tokens generated per answer.")
+    min_source_tokens: int = Field(
+        512, description="Prompt tokens the passages keep when a request's max_tokens would "
+        "leave them less of the model's context: that request's max_tokens is lowered "
+        "(prompt and answer share the context).")
     timeout_s: float = Field(120.0, description="Seconds to wait for the server.")
     connect_timeout_s: float = Field(5.0, description="Seconds to wait for a connection.")
     # serve-llm
@@ -184,6 +193,14 @@ class UISettings(BaseModel):
     concurrency: int = Field(4, description="Chats answered at once.")
 
 
+class EvalSettings(BaseModel):
+    nli_model: str | None = Field(
+        None, description="Cross-encoder NLI model (name or folder) whose config names an "
+        "'entailment' label: `paperchat eval` then counts an answer sentence supported when "
+        "one of its cited passages entails it (citations.nli_support); off if None."
+    )
+
+
 class Settings(BaseModel):
     paths: PathsSettings = Field(default_factory=PathsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
@@ -193,6 +210,7 @@ class Settings(BaseModel):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
+    eval: EvalSettings = Field(default_factory=EvalSettings)  # type: ignore[arg-type]
 
     @property
     def data_dir(self) -> Path:

@@ -97,12 +97,14 @@ class Hit:
     chunk: Chunk
     paper_title: str
     paper_year: int | None
-    score: float  # fused score used for ranking
+    score: float  # score used for ranking: the fused score, or the reranker's when one is set
     dense_score: float | None = None  # cosine similarity, when dense retrieval found it
     bm25_score: float | None = None
     rank: int = 0
     arxiv_id: str | None = None
     authors: tuple[str, ...] = ()
+    fused_score: float | None = None  # the fused score, when a reranker replaced it in score
+    pdf_url: str | None = None  # the paper's own PDF URL (links papers without an arXiv id)
 
     def to_dict(self) -> dict[str, Any]:
         c = self.chunk
@@ -117,6 +119,7 @@ class Hit:
             "score": self.score,
             "dense_score": self.dense_score,
             "bm25_score": self.bm25_score,
+            "fused_score": self.fused_score,
             "rank": self.rank,
             "is_reference": c.is_reference,
             "text": c.text,
@@ -167,6 +170,8 @@ class Answer:
     uncited_sentences: list[str] = field(default_factory=list)
     abstain_reason: str = ""  # "retrieval" | "model" | ""
     tokens: int = 0
+    prompt_tokens: int = 0  # tokens of the prompt sent, as the model server counted them
+    max_tokens: int = 0  # completion tokens asked for (lowered when the prompt left less room)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,4 +187,6 @@ class Answer:
             "removed_citations": self.removed_citations,
             "uncited_sentences": self.uncited_sentences,
             "tokens": self.tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "max_tokens": self.max_tokens,
         }

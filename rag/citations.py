@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from paperchat.types import Citation, Hit
 
+ARXIV_PDF = "https://arxiv.org/pdf"  # the default of ingest.arxiv_pdf_url
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[-–,]\s*\d+)*)\s*\]")
 SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 REFUSAL_PATTERNS = (
@@ -39,24 +40,40 @@ def expand(group: str) -> list[int]:
     return out
 
 
-def pdf_page_url(hit: Hit) -> str | None:
-    arxiv_id = hit.arxiv_id
-    if not arxiv_id:
+def arxiv_abs_url(arxiv_id: str, arxiv_pdf_url: str = ARXIV_PDF) -> str:
+    """The abstract page on the host of the configured PDF base (``<host>/pdf`` gives
+    ``<host>/abs``, so a mirror serves both); arxiv.org when the base has another form."""
+    base = arxiv_pdf_url.rstrip("/")
+    root = base.removesuffix("/pdf") if base.endswith("/pdf") else "https://arxiv.org"
+    return f"{root}/abs/{arxiv_id}"
+
+
+def pdf_page_url(hit: Hit, arxiv_pdf_url: str = ARXIV_PDF) -> str | None:
+    """The PDF at the passage's page (``#page=N``): ``<arxiv_pdf_url>/<id>`` for arXiv
+    papers, else the paper's own PDF URL; None for a local PDF with neither."""
+    if hit.arxiv_id:
+        base = f"{arxiv_pdf_url.rstrip('/')}/{hit.arxiv_id}"
+    elif hit.pdf_url:
+        base = hit.pdf_url.split("#", 1)[0]
+    else:
         return None
-    return f"https://arxiv.org/pdf/{arxiv_id}#page={hit.chunk.page_start}"
+    return f"{base}#page={hit.chunk.page_start}"
 
 
-def citation_for(n: int, hit: Hit, by: str = "model") -> Citation:
+def citation_for(n: int, hit: Hit, by: str = "model", arxiv_pdf_url: str = ARXIV_PDF) -> Citation:
+    """Citation [n] of ``hit``, with links built on ``arxiv_pdf_url`` (ingest.arxiv_pdf_url)."""
     c = hit.chunk
     return Citation(n=n, paper_id=c.paper_id, title=hit.paper_title, page=c.page_start,
-                    text=c.text, url=f"https://arxiv.org/abs/{hit.arxiv_id}" if hit.arxiv_id
-                    else None, pdf_url=pdf_page_url(hit), chunk_id=c.id, year=hit.paper_year,
-                    authors=hit.authors, by=by)
+                    text=c.text, url=arxiv_abs_url(hit.arxiv_id, arxiv_pdf_url)
+                    if hit.arxiv_id else None, pdf_url=pdf_page_url(hit, arxiv_pdf_url),
+                    chunk_id=c.id, year=hit.paper_year, authors=hit.authors, by=by)
 
 
-def resolve(answer: str, sources: list[Hit], attributed: set[int] | None = None) -> Resolved:
+def resolve(answer: str, sources: list[Hit], attributed: set[int] | None = None,
+            arxiv_pdf_url: str = ARXIV_PDF) -> Resolved:
     """``sources[i]`` is the passage shown to the model as [i+1]; numbers in ``attributed``
-    were added by overlap matching rather than written by the model."""
+    were added by overlap matching rather than written by the model; links are built on
+    ``arxiv_pdf_url``."""
     valid = set(range(1, len(sources) + 1))
     removed: list[int] = []
     cited: list[int] = []
@@ -71,7 +88,7 @@ def resolve(answer: str, sources: list[Hit], attributed: set[int] | None = None)
     text = MARKER.sub(keep, answer)
     text = re.sub(r"[ \t]+([.,;:!?。])", r"\1", text).strip()
     citations = [citation_for(n, sources[n - 1], "overlap" if n in (attributed or set())
-                              else "model") for n in sorted(cited)]
+                              else "model", arxiv_pdf_url) for n in sorted(cited)]
     return Resolved(text=text, citations=citations, removed=removed,
                     uncited=uncited_sentences(text))
 

@@ -6,11 +6,14 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from index.open import open_library
+from index.open import open_library, require_library
+from paperchat.errors import EmptyLibraryError
 from paperchat.settings import Settings
 from paperchat.types import Answer
+from rag.citations import ARXIV_PDF, citation_for
 from rag.engine import build_engine
 from rag.retrieve import Retriever
 
@@ -21,9 +24,10 @@ def snippet(text: str, n: int = 160) -> str:
 
 
 def run_search(settings: Settings, query: str, k: int | None, papers: list[str] | None,
-               as_json: bool) -> int:
+               as_json: bool, years: tuple[int, int] | None = None) -> int:
+    require_library(settings)
     library = open_library(settings)
-    retrieval = Retriever(settings, library).search(query, k=k, paper_ids=papers)
+    retrieval = Retriever(settings, library).search(query, k=k, paper_ids=papers, years=years)
     if as_json:
         print(json.dumps({"query": query, "hits": [h.to_dict() for h in retrieval.hits],
                           "best_dense": retrieval.best_dense,
@@ -39,16 +43,23 @@ def run_search(settings: Settings, query: str, k: int | None, papers: list[str] 
     return 0
 
 
-def print_sources(answer: Answer, console: Console) -> None:
+def print_sources(answer: Answer, console: Console, arxiv_pdf_url: str = ARXIV_PDF) -> None:
+    """The passages the model was shown, numbered as in its prompt, the cited ones marked
+    (after a retrieval abstention: the passages found, which the model was not shown)."""
     if answer.abstained:
         console.print(f"[yellow]abstained ({answer.abstain_reason}): the library does not "
                       "support an answer.[/]")
-    if answer.citations:
-        console.print("\n[bold]Sources[/]")
-    for c in answer.citations:
-        link = c.pdf_url or c.url or ""
-        console.print(f"[{c.n}] {c.title} ({c.year or 'n.d.'}), p. {c.page}  {link}")
-        console.print(f"    [dim]{snippet(c.text, 200)}[/]")
+    if answer.hits:
+        console.print("\n[bold]Passages retrieved (not shown to the model)[/]"
+                      if answer.abstain_reason == "retrieval" else
+                      "\n[bold]Sources shown to the model[/] (* = cited in the answer)")
+    cited = {c.n for c in answer.citations}
+    for n, hit in enumerate(answer.hits, 1):
+        c = citation_for(n, hit, arxiv_pdf_url=arxiv_pdf_url)
+        mark = "*" if n in cited else " "
+        console.print(escape(f"{mark} [{n}] {c.title} ({c.year or 'n.d.'}), p. {c.page}  "
+                             f"{c.pdf_url or c.url or ''}").rstrip(), soft_wrap=True)
+        console.print(f"      [dim]{escape(snippet(c.text, 160))}[/]", soft_wrap=True)
     if answer.removed_citations:
         console.print(f"[dim]{len(answer.removed_citations)} invalid citation(s) removed.[/]")
     t = answer.timings
@@ -57,8 +68,12 @@ def print_sources(answer: Answer, console: Console) -> None:
 
 
 def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] | None,
-            as_json: bool) -> int:
+            as_json: bool, years: tuple[int, int] | None = None) -> int:
+    require_library(settings)
     engine = build_engine(settings)
+    if engine.library.store.chunk_count() == 0:  # before the server: ingesting comes first
+        raise EmptyLibraryError()
+    engine.retriever.years = years  # the answerer searches with this year filter
     engine.llm.served_model()  # fail early, with the one-line message, if the server is down
     answer: Answer | None = None
     for event in engine.answerer.stream(question, k=k, paper_ids=papers):
@@ -74,6 +89,6 @@ def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] 
     console = Console()
     console.print()
     if answer.citations or answer.removed_citations:
-        console.print(f"\n[bold]Answer with verified citations:[/] {answer.answer}")
-    print_sources(answer, console)
+        console.print(f"\n[bold]Answer with verified citations:[/] {escape(answer.answer)}")
+    print_sources(answer, console, settings.ingest.arxiv_pdf_url)
     return 0

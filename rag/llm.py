@@ -21,6 +21,7 @@ import httpx
 
 from paperchat.errors import LLMError, LLMUnavailableError
 from paperchat.settings import LLMSettings
+from rag.budget import estimate_chat
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 
@@ -238,7 +239,11 @@ class LLMClient:
             self._tokenize_supported = False
             return None
         self._check(resp)
-        return int(resp.json()["count"])
+        count = resp.json().get("count")
+        if not isinstance(count, int):  # another server's /tokenize (e.g. llama.cpp's)
+            self._tokenize_supported = False
+            return None
+        return count
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the served model's tokenizer (len/4 if it cannot say)."""
@@ -246,10 +251,11 @@ class LLMClient:
         return estimate_tokens(text) if count is None else count
 
     def count_chat_tokens(self, messages: Sequence[Message]) -> int:
-        """Prompt tokens of a chat, chat template included (an estimate if it cannot say)."""
+        """Prompt tokens of a chat, chat template included; where the server cannot count,
+        a generous estimate (the calibrated one plus a quarter, so a prompt fits)."""
         count = self._tokenize({"messages": list(messages), "add_generation_prompt": True})
         if count is None:
-            return sum(estimate_tokens(m.get("content", "")) + 4 for m in messages) + 3
+            return int(estimate_chat(list(messages)) * 1.25)
         return count
 
     # -- chat ------------------------------------------------------------------------------

@@ -69,11 +69,12 @@ def validate_templates() -> None:
 validate_templates()
 
 FENCE = re.compile(r"</?\s*source\b[^>]*>?", re.IGNORECASE)
+# To the end of the sentence, across the line breaks of PDF text (at most 300 characters).
 INJECTION = re.compile(
     r"(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+)?(previous|prior|above|"
-    r"earlier|preceding|your)\s+(instructions?|rules?|prompts?|directions?)[^.!?\n]*[.!?]?"
+    r"earlier|preceding|your)\s+(instructions?|rules?|prompts?|directions?)[^.!?]{0,300}[.!?]?"
     r"|\b(you are now|new instructions?:|system prompt:?|reply only with|respond only with)"
-    r"[^.!?\n]*[.!?]?",
+    r"[^.!?]{0,300}[.!?]?",
     re.IGNORECASE)
 MASK = "[instruction-like text removed]"
 

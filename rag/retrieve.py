@@ -3,6 +3,7 @@ references dropped, capped per paper, adjacent chunks merged, optional cross-enc
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -11,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from index.library import Library
-from paperchat.errors import EmptyLibraryError
+from paperchat.errors import EmptyLibraryError, UsageError
 from paperchat.settings import Settings
 from paperchat.types import Hit
+
+MAX_DEPTH = 3200  # candidates per retriever when the first fetch_k are capped away
+YEAR_RANGE = re.compile(r"(\d{4})?\s*([-–]\s*(\d{4})?)?")
 
 
 @dataclass
@@ -76,15 +80,35 @@ def _merge_run(run: list[Hit]) -> Hit:
     return replace(best, chunk=chunk, dense_score=max(dense) if dense else None)
 
 
+def parse_years(text: str) -> tuple[int, int]:
+    """'2020' -> (2020, 2020); '2017-2020'; open ranges '2019-' and '-2019'."""
+    m = YEAR_RANGE.fullmatch(text.strip())
+    if m is None or not (m.group(1) or m.group(3)):
+        raise UsageError(f"Malformed year range {text!r}.",
+                         "Use YEAR, FROM-TO, FROM- or -TO with four-digit years, e.g. 2017-2020.")
+    lo = int(m.group(1)) if m.group(1) else 0
+    hi = int(m.group(3)) if m.group(3) else (9999 if m.group(2) else lo)
+    if lo > hi:
+        raise UsageError(f"Year range {text!r} ends before it starts.",
+                         "Give the earlier year first, e.g. 2017-2020.")
+    return lo, hi
+
+
 class Retriever:
+    """``years``: a standing year filter used when ``search`` is given none (set by
+    `paperchat ask --year`, whose answerer calls ``search`` without one)."""
+
     def __init__(self, settings: Settings, library: Library, reranker: Any = None) -> None:
         self.settings = settings
         self.library = library
         self.reranker = reranker
+        self.years: tuple[int, int] | None = None
         if reranker is None and settings.retrieval.reranker:
             from rag.rerank import CrossEncoderReranker
 
-            self.reranker = CrossEncoderReranker(settings.retrieval.reranker)
+            self.reranker = CrossEncoderReranker(
+                settings.retrieval.reranker, settings.embedding.device,
+                threads=settings.embedding.query_threads)
 
     def search(self, query: str, k: int | None = None, paper_ids: list[str] | None = None,
                mode: str | None = None, years: tuple[int, int] | None = None) -> Retrieval:
@@ -94,26 +118,39 @@ class Retriever:
         t = {"start": time.perf_counter()}
         if self.library.store.chunk_count() == 0:
             raise EmptyLibraryError()
-        allowed = self._allowed(paper_ids, years)
+        allowed = self._allowed(paper_ids, years or self.years)
         embedder = self.library.embedder
         assert embedder is not None
         qvec = embedder.embed([query], "query")[0]
         t["embed"] = time.perf_counter()
-        dense = self.library.dense_search(qvec, cfg.fetch_k, allowed)
-        t["dense"] = time.perf_counter()
-        sparse = self.library.bm25_search(query, cfg.fetch_k, allowed) if mode != "dense" else []
-        t["bm25"] = time.perf_counter()
-        rankings = {"hybrid": [[c for c, _ in dense], [c for c, _ in sparse]],
-                    "dense": [[c for c, _ in dense]], "bm25": [[c for c, _ in sparse]]}[mode]
-        weights = [cfg.dense_weight, cfg.bm25_weight] if mode == "hybrid" else None
-        hits = self._hits(rrf(rankings, cfg.rrf_k, weights), dict(dense), dict(sparse), query)
-        hits = self._select(hits, k)
-        t["fuse"] = time.perf_counter()
+        depth = cfg.fetch_k
+        while True:  # deeper when the per-paper cap left fewer than k of the candidates
+            dense = self.library.dense_search(qvec, depth, allowed)
+            t["dense"] = time.perf_counter()
+            sparse = self.library.bm25_search(query, depth, allowed) if mode != "dense" else []
+            t["bm25"] = time.perf_counter()
+            rankings = {"hybrid": [[c for c, _ in dense], [c for c, _ in sparse]],
+                        "dense": [[c for c, _ in dense]], "bm25": [[c for c, _ in sparse]]}[mode]
+            weights = [cfg.dense_weight, cfg.bm25_weight] if mode == "hybrid" else None
+            hits = self._hits(rrf(rankings, cfg.rrf_k, weights), dict(dense), dict(sparse))
+            t["fuse"] = time.perf_counter()
+            if self.reranker is not None and hits:
+                hits = self.reranker.rerank(query, self._capped(
+                    hits, max(cfg.rerank_candidates, 2 * k)))
+            t["rerank"] = time.perf_counter()
+            chosen = self._select(hits, k)
+            t["select"] = time.perf_counter()
+            if len(chosen) >= k or max(len(dense), len(sparse)) < depth or depth >= MAX_DEPTH:
+                break
+            depth *= 4
+        hits = chosen
         best = max((s for _, s in dense), default=0.0)
-        timings = {name: (t[name] - prev) * 1000 for name, prev in
-                   zip(("embed", "dense", "bm25", "fuse"),
-                       (t["start"], t["embed"], t["dense"], t["bm25"]), strict=True)}
-        timings["total"] = (t["fuse"] - t["start"]) * 1000
+        names = ("embed", "dense", "bm25", "fuse", "rerank", "select")
+        timings = {name: (t[name] - t[prev]) * 1000
+                   for name, prev in zip(names, ("start", *names[:-1]), strict=True)}
+        if self.reranker is None:
+            del timings["rerank"]
+        timings["total"] = (t["select"] - t["start"]) * 1000
         return Retrieval(query=query, hits=hits, best_dense=best, timings_ms=timings)
 
     def _allowed(self, paper_ids: list[str] | None,
@@ -128,7 +165,7 @@ class Retriever:
         return self.library.allowed_ids(paper_ids)
 
     def _hits(self, fused: dict[int, float], dense: dict[int, float],
-              sparse: dict[int, float], query: str) -> list[Hit]:
+              sparse: dict[int, float]) -> list[Hit]:
         chunks = self.library.chunks(list(fused))
         papers = {p.id: p for p in self.library.papers()}
         refs = self.settings.retrieval.include_references
@@ -141,10 +178,22 @@ class Retriever:
             paper = papers[chunk.paper_id]
             hits.append(Hit(chunk=chunk, paper_title=paper.title, paper_year=paper.year,
                             score=score, dense_score=dense.get(cid), bm25_score=sparse.get(cid),
-                            arxiv_id=paper.arxiv_id, authors=paper.authors))
-        if self.reranker is not None and hits:
-            hits = self.reranker.rerank(query, hits[: self.settings.retrieval.fetch_k])
+                            arxiv_id=paper.arxiv_id, authors=paper.authors,
+                            pdf_url=paper.pdf_url))
         return hits
+
+    def _capped(self, hits: list[Hit], n: int) -> list[Hit]:
+        """The first ``n`` hits within the per-paper cap: the candidates a reranker rescores
+        (so that a cap cannot leave fewer than k passages after reranking)."""
+        per_paper: dict[str, int] = defaultdict(int)
+        out: list[Hit] = []
+        for h in hits:
+            if per_paper[h.chunk.paper_id] < self.settings.retrieval.per_paper_cap:
+                per_paper[h.chunk.paper_id] += 1
+                out.append(h)
+                if len(out) >= n:
+                    break
+        return out
 
     def _select(self, hits: list[Hit], k: int) -> list[Hit]:
         per_paper: dict[str, int] = defaultdict(int)

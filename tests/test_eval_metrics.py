@@ -134,8 +134,36 @@ def test_unanswerable_and_abstained_answers() -> None:
     assert got["precision"] is None and got["recall"] is None and got["validity"] == 1.0
     abstained = answered("I cannot answer from the library.", abstained=True)
     assert answer_metrics(abstained) == {"contains": 0.0, "token_f1": 0.0}
-    assert citation_metrics(abstained) == {}
+    # recall: share of answerable questions whose answer cites a gold paper, so a declined
+    # answerable question counts 0 there; it has no validity or precision
+    assert citation_metrics(abstained) == {"validity": None, "precision": None,
+                                           "recall": 0.0, "uncited_share": None}
+    declined_unans = {**unans, "abstained": True, "citations": []}
+    assert citation_metrics(declined_unans)["recall"] is None
     assert retrieval_metrics({**unans, "retrieved": []}) == {}
+
+
+def test_citation_recall_counts_abstained_and_uncited_answerable_questions() -> None:
+    cites_gold = answered("Label smoothing was 0.1 [1].",
+                          citations=[{"n": 1, "chunk_id": 11, "paper_id": "G"}])
+    cites_other = answered("It helped BLEU [2].",
+                           citations=[{"n": 2, "chunk_id": 12, "paper_id": "X"}])
+    uncited = answered("Label smoothing was 0.1.", citations=[],
+                       uncited_sentences=["Label smoothing was 0.1."])
+    by_model = answered("I cannot answer from the library.", abstained=True, citations=[])
+    by_retrieval = answered("I cannot answer from the library.", abstained=True,
+                            citations=[], shown=[])
+    recs = [cites_gold, cites_other, uncited, by_model, by_retrieval]
+    got = [citation_metrics(r) for r in recs]
+    assert [g["recall"] for g in got] == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert got[2]["precision"] is None and got[2]["validity"] is None
+    records = [{"metrics": {"citations": g}} for g in got]
+    agg = section(records, "citations", ["recall", "precision"], np.random.default_rng(0))
+    assert agg["recall"] == pytest.approx(1 / 5) and agg["n"]["recall"] == 5
+    assert agg["precision"] == pytest.approx(1 / 2) and agg["n"]["precision"] == 2
+    # retrieval-only and no-retrieval runs show no sources: no citation figures at all
+    assert citation_metrics({**by_model, "shown": None}) == {}
+    assert citation_metrics({**cites_gold, "answer": None}) == {}
 
 
 def test_contains_ignores_citation_markers() -> None:

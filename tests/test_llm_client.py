@@ -217,6 +217,17 @@ def test_without_tokenize_counts_are_estimated_and_context_falls_back() -> None:
         assert c.max_model_len() == 777
 
 
+@pytest.mark.parametrize("tokenize", [None, (200, {"tokens": [1, 2, 3]})])
+def test_chat_count_without_a_vllm_tokenize_is_a_generous_estimate(
+        tokenize: tuple[int, Any] | None) -> None:
+    from rag.budget import estimate_chat
+
+    routes = {"/v1/models": MODELS, **({"/tokenize": tokenize} if tokenize else {})}
+    messages = [{"role": "user", "content": "The Transformer reached 28.4 BLEU [1]. " * 20}]
+    with Canned(routes) as srv, LLMClient(llm_settings(base_url=srv.url)) as c:
+        assert c.count_chat_tokens(messages) > estimate_chat(messages)  # so a prompt fits
+
+
 def test_error_event_mid_stream_is_raised() -> None:
     events = ('data: {"choices":[{"delta":{"content":"Hel"}}]}\n\n'
               'data: {"error":{"message":"out of KV cache"}}\n\n')

@@ -15,6 +15,7 @@ import pytest
 from paperchat.settings import Settings
 from tests.conftest import CORPUS_PDFS, REPO, copy_library, free_port, ingest_into, make_settings
 from tests.ui_helpers import (
+    ANSWER_TIMEOUT_MS,
     CHROMIUM,
     CHROMIUM_ARGS,
     WATCH_STREAMING,
@@ -94,20 +95,25 @@ def test_question_streams_and_cites_the_right_paper_and_page(chat_app: RunningAp
     assert links.count() >= 1, page.locator("#chatbot").inner_text()
     shown = cards(page)
     assert shown and all((c["paper"], c["page"]) in given_at for c in shown), (shown, given_at)
-    first = shown[0]
-    assert first["id"] == "src-0-1" and first["paper"] == given[0].chunk.paper_id == PAPERS[0]
-    assert "Attention Is All You Need" in first["text"]
-    assert f"page {given[0].chunk.page_start}" in first["text"]
-    assert f"arxiv.org/pdf/{PAPERS[0]}#page={given[0].chunk.page_start}" in \
-        page.locator("#src-0-1 .pc-links").inner_html()
+    first = shown[0]  # the card of the lowest number cited: passage n of the prompt
+    n = int(first["id"].rsplit("-", 1)[1])
+    hit = given[n - 1]
+    assert first["id"] == f"src-0-{n}" and first["paper"] == hit.chunk.paper_id
+    paper = chat_app.engine.library.paper(hit.chunk.paper_id)
+    assert paper is not None and paper.title in first["text"]
+    assert f"page {hit.chunk.page_start}" in first["text"]
+    pdf_base = chat_app.settings.ingest.arxiv_pdf_url  # links follow the configured arXiv host
+    assert f"{pdf_base}/{hit.chunk.paper_id}#page={hit.chunk.page_start}" in \
+        page.locator(f"#src-0-{n} .pc-links").inner_html()
+    card = (links.first.get_attribute("href") or "").split("#")[-1]  # src-0-<n>
     links.first.click()  # the citation brings up its card
-    page.locator("#src-0-1.pc-active[open]").wait_for()
-    assert page.locator("#src-0-1 mark.pc-support").count() == 1
+    page.locator(f"#{card}.pc-active[open]").wait_for()
+    assert page.locator(f"#{card} mark.pc-support").count() == 1
     shot(page, "1-chat-cited-source")
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=chat_app.url)
     page.locator("#copy-answer").click()
     copied = page.evaluate("() => navigator.clipboard.readText()")
-    assert "[1]" in copied and "Attention Is All You Need" in copied and "<" not in copied
+    assert f"[{n}]" in copied and paper.title in copied and "<" not in copied
 
 
 def test_follow_up_uses_the_conversation(chat_app: RunningApp, context: Any) -> None:
@@ -161,6 +167,47 @@ def test_settings_limit_passages_and_papers(chat_app: RunningApp, context: Any) 
     shot(page, "4-settings-filter")
     shown = cards(page)
     assert 1 <= len(shown) <= 2 and {c["paper"] for c in shown} == {PAPERS[1]}, shown
+
+
+def set_max_tokens(page: Any, value: str) -> None:
+    box = page.locator("#max-tokens input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+    sync_api.expect(page.locator("#max-tokens input[type=range]")).to_have_value(value)
+
+
+def test_temperature_and_max_tokens_reach_the_model(chat_app: RunningApp,
+                                                    context: Any) -> None:
+    page = open_chat(context, chat_app.url)
+    page.locator("#chat-settings").get_by_text("Settings").click()
+    temperature = page.locator("#temperature input[type=number]")
+    temperature.fill("1.5")  # the app's own default is 0: the same question, the same answer
+    temperature.press("Enter")
+    set_max_tokens(page, "16")
+    for n in (1, 2):
+        ask(page, CITE_QUESTION)
+        wait_answers(page, n)
+    for used in page.locator("#chatbot .pc-tokens").all_inner_texts():
+        count, limit = map(int, re.findall(r"\d+", used))
+        assert limit == 16 and 0 < count <= 16, used  # a short answer
+    first, second = page.locator("#chatbot .pc-answer, #chatbot .pc-abstain").all_inner_texts()
+    assert first != second, "sampled at temperature 1.5, two answers differ"
+    shot(page, "9-temperature-max-tokens-16")
+    # The slider's maximum on a 2048-token model: the request is lowered to leave the
+    # passages their room, so the server accepts it and the answer streams (no error).
+    largest = page.locator("#max-tokens input[type=range]").get_attribute("max") or ""
+    assert int(largest) >= chat_app.engine.llm.max_model_len()
+    set_max_tokens(page, largest)
+    ask(page, CITE_QUESTION)
+    page.locator("#chatbot .pc-streaming").first.wait_for(timeout=120_000)
+    shot(page, "9-max-tokens-largest-streaming")
+    page.locator("#stop").click()  # accepted is what counts: no need to wait for it all
+    page.wait_for_function(
+        "() => document.querySelector('#chatbot').innerText.includes('(stopped)')"
+        " || document.querySelectorAll('#chatbot .pc-timings').length >= 3",
+        timeout=ANSWER_TIMEOUT_MS)
+    assert page.locator("#chatbot .pc-error").count() == 0
+    assert not page.locator(".toast-body").all_inner_texts()
 
 
 def test_stop_keeps_the_partial_answer_and_chat_goes_on(chat_app: RunningApp,

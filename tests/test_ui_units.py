@@ -13,7 +13,7 @@ import pytest
 
 from paperchat.errors import ConfigError, IngestError, PdfError, SourceNotFoundError
 from paperchat.settings import UISettings
-from paperchat.types import Answer, Chunk, Citation, Hit
+from paperchat.types import Answer, Chunk, Citation, Hit, Paper
 from tests.conftest import CORPUS_PDFS, REPO, make_settings
 from ui import render
 from ui.app import is_loopback, parse_auth
@@ -94,6 +94,40 @@ def test_uncited_answer_lists_the_passages_given() -> None:
     html = render.sources_html(answer, 0)
     assert "cites none of the passages" in html and "id='src-0-1'" in html
     assert "cites no passage" in render.answer_html(answer, 0)
+
+
+def test_uncited_cards_and_library_links_follow_the_configured_arxiv_host() -> None:
+    from dataclasses import replace
+
+    from ui.library import paper_link
+
+    chunk = Chunk(paper_id="1706.03762", ordinal=0, text="Some passage.", page_start=5,
+                  page_end=5, char_start=0, char_end=13, id=7)
+    arxiv = Hit(chunk=chunk, paper_title="Attention", paper_year=2017, score=1.0,
+                arxiv_id="1706.03762")
+    gpt1 = Hit(chunk=replace(chunk, paper_id="gpt1", page_start=2), paper_title="GPT", score=0.5,
+               paper_year=2018, pdf_url="https://cdn.openai.com/gpt1.pdf")
+    answer = Answer(question="q", answer="No markers here.", abstained=False, hits=[arxiv, gpt1])
+    html = render.sources_html(answer, 0, "https://mirror.example/pdf")
+    assert "https://mirror.example/pdf/1706.03762#page=5" in html
+    assert "https://mirror.example/abs/1706.03762" in html
+    assert "https://cdn.openai.com/gpt1.pdf#page=2" in html and "arxiv.org" not in html
+    settings = make_settings(Path("/nonexistent"))
+    paper = Paper(id="gpt1", title="GPT", authors=(), year=2018, abstract="", categories=(),
+                  version=None, arxiv_id=None, pdf_url="https://cdn.openai.com/gpt1.pdf",
+                  source="gpt1.pdf", content_hash="0", pages=12)
+    assert paper_link(paper, settings.ingest.arxiv_pdf_url) == "[PDF](https://cdn.openai.com/gpt1.pdf)"
+    on_arxiv = replace(paper, id="1706.03762", arxiv_id="1706.03762", pdf_url=None)
+    assert paper_link(on_arxiv, "https://mirror.example/pdf") == \
+        "[1706.03762](https://mirror.example/abs/1706.03762)"
+
+
+def test_timings_show_the_tokens_used_out_of_the_request_limit() -> None:
+    answer = Answer(question="q", answer="a", abstained=False, model="m", tokens=12,
+                    max_tokens=1325)
+    assert "12 of at most 1325 tokens" in render.timings_html(answer)
+    retrieval_only = Answer(question="q", answer="a", abstained=True)  # no model call
+    assert "tokens" not in render.timings_html(retrieval_only)
 
 
 def test_plain_text_copy_lists_references() -> None:

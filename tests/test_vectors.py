@@ -92,7 +92,8 @@ def test_filtered_search_is_exact_over_the_allowed_rows(kind: str) -> None:
 def test_hnsw_search_breadth_grows_with_the_library() -> None:
     settings = cfg(hnsw_ef_search=128)
     assert ef_search(10_000, settings, 50) == ef_search(100_000, settings, 50) == 128
-    assert ef_search(1_000_000, settings, 50) == pytest.approx(512, abs=5)
+    # the measured point: efSearch ~448 at 1e6 (recall@10 0.966, p50 4.0 ms on 2 cores)
+    assert ef_search(1_000_000, settings, 50) == pytest.approx(448, abs=10)
     assert ef_search(1_000, cfg(hnsw_ef_search=16), 50) == 50  # never below k
     index = VectorIndex(DIM, cfg(hnsw_ef_search=16), "hnsw")
     index.add(np.arange(1, 101), unit(100))

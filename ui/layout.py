@@ -50,7 +50,9 @@ def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
                                      label="Only these papers (empty: the whole library)")
                 temperature = gr.Slider(0.0, 1.5, value=settings.llm.temperature, step=0.05,
                                         label="Temperature", elem_id="temperature")
-                max_tokens = gr.Slider(32, max(2048, settings.llm.max_tokens),
+                # Up to the served context: a maximum that leaves the passages too little
+                # room is lowered for that answer (rag.budget), never refused by the server.
+                max_tokens = gr.Slider(16, max(2048, settings.llm.max_tokens),
                                        value=settings.llm.max_tokens, step=16,
                                        label="Maximum tokens of an answer", elem_id="max-tokens")
         with gr.Column(scale=2):

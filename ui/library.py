@@ -17,10 +17,12 @@ from ingest.pipeline import Ingestor, IngestReport
 from ingest.sources import parse_arxiv_id
 from paperchat.errors import SourceNotFoundError
 from paperchat.settings import Settings
+from paperchat.types import Paper
+from rag.citations import arxiv_abs_url
 from ui.errors import warn
 from ui.uploads import save_upload
 
-COLUMNS = ["id", "title", "year", "pages", "chunks", "arXiv"]
+COLUMNS = ["id", "title", "year", "pages", "chunks", "link"]
 STAGES = ("download", "extract", "embed")
 ProgressFn = Callable[..., object]  # gr.Progress: progress((done, total), desc=...)
 PROGRESS = gr.Progress()  # the default that tells Gradio to hand a handler its progress bar
@@ -49,12 +51,18 @@ class ProgressReporter:
             self.progress((sum(self.done.values()), total), desc=f"{name} {label}".strip())
 
 
+def paper_link(paper: Paper, arxiv_pdf_url: str) -> str:
+    """Markdown link: the arXiv abstract (on the configured arXiv host), else the paper's
+    own PDF URL, else nothing (a local PDF)."""
+    if paper.arxiv_id:
+        return f"[{paper.arxiv_id}]({arxiv_abs_url(paper.arxiv_id, arxiv_pdf_url)})"
+    return f"[PDF]({paper.pdf_url})" if paper.pdf_url else ""
+
+
 def table_rows(library: Library) -> list[list[object]]:
-    rows: list[list[object]] = []
-    for p in sorted(library.papers(), key=lambda p: p.title.lower()):
-        link = f"[{p.arxiv_id}]({p.abs_url})" if p.abs_url else ""
-        rows.append([p.id, p.title, p.year or "", p.pages, p.chunks, link])
-    return rows
+    base = library.settings.ingest.arxiv_pdf_url
+    return [[p.id, p.title, p.year or "", p.pages, p.chunks, paper_link(p, base)]
+            for p in sorted(library.papers(), key=lambda p: p.title.lower())]
 
 
 def report_markdown(report: IngestReport) -> str:

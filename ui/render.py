@@ -10,7 +10,7 @@ import re
 from html import escape
 
 from paperchat.types import Answer, Citation
-from rag.citations import MARKER, SENTENCE_END, citation_for, expand
+from rag.citations import ARXIV_PDF, MARKER, SENTENCE_END, citation_for, expand
 
 # Sentence ends; in PDF text also a line break before a capital, bullet or number (headings
 # and list items carry no full stop).
@@ -118,8 +118,9 @@ def card_html(c: Citation, turn: int, claim: str, open_: bool) -> str:
             f"<div class='pc-links'>{_links(c)}</div></details>")
 
 
-def sources_html(answer: Answer, turn: int) -> str:
-    """The sources section of one answer: cited passages, else the passages given."""
+def sources_html(answer: Answer, turn: int, arxiv_pdf_url: str = ARXIV_PDF) -> str:
+    """The sources section of one answer: cited passages, else the passages given (their
+    links built on ``arxiv_pdf_url``, as the citations' are)."""
     searched = answer.standalone_question
     query = (f"<div class='pc-meta pc-query'>Searched the library for: {escape(searched)}</div>"
              if searched and searched != answer.question else "")
@@ -131,7 +132,8 @@ def sources_html(answer: Answer, turn: int) -> str:
         return head + "".join(cards) + "</div>"
     if not answer.hits:
         return head + "<p class='pc-none'>No passage was retrieved.</p></div>"
-    given = [card_html(citation_for(i + 1, h), turn, "", False) for i, h in enumerate(answer.hits)]
+    given = [card_html(citation_for(i + 1, h, arxiv_pdf_url=arxiv_pdf_url), turn, "", False)
+             for i, h in enumerate(answer.hits)]
     label = ("Passages retrieved (none was close enough to answer):" if answer.abstained
              else "The answer cites none of the passages the model was given:")
     return head + f"<p class='pc-none'>{label}</p>" + "".join(given) + "</div>"
@@ -149,8 +151,12 @@ def plain_text(answer: Answer) -> str:
 
 
 def timings_html(answer: Answer) -> str:
+    """Timings, the tokens generated out of the request's limit (lowered when the model's
+    context could not hold the asked maximum beside the passages) and the model."""
     t = answer.timings
     first = f", first token {t.ttft_ms / 1000:.1f} s" if t.ttft_ms else ""
+    tokens = (f" · <span class='pc-tokens'>{answer.tokens} of at most {answer.max_tokens} "
+              "tokens</span>" if answer.max_tokens else "")
     model = f" · {escape(answer.model)}" if answer.model else ""
     return (f"<small class='pc-timings'>retrieval {t.retrieval_ms:.0f} ms{first}, "
-            f"total {t.total_ms / 1000:.1f} s{model}</small>")
+            f"total {t.total_ms / 1000:.1f} s{tokens}{model}</small>")

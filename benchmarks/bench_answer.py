@@ -29,6 +29,8 @@ from typing import Any
 from benchmarks.common import (
     REPO,
     Stopwatch,
+    add_llm_url,
+    base_url,
     bench_settings,
     machine,
     markdown_table,
@@ -199,17 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0] if __doc__ else NAME)
     p.add_argument("--library", type=Path, default=None,
                    help="data folder of a built library (else one paper is ingested)")
-    p.add_argument("--llm-url", default=os.environ.get("PAPERCHAT_TEST_LLM_URL", ""),
-                   help="base URL of the model server (default: $PAPERCHAT_TEST_LLM_URL)")
+    add_llm_url(p, "the benchmark is skipped")
     p.add_argument("--query-threads", type=int, default=None,
                    help="torch threads for embedding a query (default: the setting; 0: torch's)")
     args = p.parse_args(argv)
-    url = args.llm_url.rstrip("/")
+    url = base_url(args.llm_url)
     if not url:
         print(SKIP_MESSAGE)
         return 0
-    run(args.size, args.out, args.shared, url if url.endswith("/v1") else f"{url}/v1",
-        args.library, args.query_threads)
+    run(args.size, args.out, args.shared, url, args.library, args.query_threads)
     return 0
 
 

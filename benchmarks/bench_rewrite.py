@@ -22,7 +22,6 @@ rewrite's own time. Needs the library of the shared corpus (``--library``, as
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -31,6 +30,8 @@ from typing import Any
 
 from benchmarks.common import (
     Stopwatch,
+    add_llm_url,
+    base_url,
     bench_settings,
     machine,
     markdown_table,
@@ -139,14 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0] if __doc__ else NAME)
     p.add_argument("--library", type=Path, default=None,
                    help="data folder of a built corpus library (else the corpus is ingested)")
-    p.add_argument("--llm-url", default=os.environ.get("PAPERCHAT_TEST_LLM_URL", ""),
-                   help="model server base URL (default: $PAPERCHAT_TEST_LLM_URL; none: the "
-                        "'model' rows are left out)")
+    add_llm_url(p, "the 'model' rows are left out")
     args = p.parse_args(argv)
-    url = args.llm_url.rstrip("/")
-    if url and not url.endswith("/v1"):
-        url += "/v1"
-    run(args.size, args.out, args.shared, args.library, url)
+    run(args.size, args.out, args.shared, args.library, base_url(args.llm_url))
     return 0
 
 

@@ -11,8 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -150,19 +149,6 @@ def rate(count: float, seconds: float) -> float:
     return round(count / seconds, 2) if seconds > 0 else 0.0
 
 
-@contextmanager
-def faiss_threads(n: int) -> Iterator[None]:
-    """Run a block with ``n`` OpenMP threads in FAISS, then restore the previous count."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
 # ------------------------------------------------------------------ settings and output
 
 
@@ -221,6 +207,19 @@ def parser(description: str) -> argparse.ArgumentParser:
                    default=Path(os.environ.get("PAPERCHAT_SHARED_DIR", DEFAULT_SHARED)),
                    help="the shared folder holding corpus/ and eval/")
     return p
+
+
+def add_llm_url(p: argparse.ArgumentParser, when_none: str) -> None:
+    """The ``--llm-url`` option of the benchmarks that talk to a model server."""
+    p.add_argument("--llm-url", default=os.environ.get("PAPERCHAT_TEST_LLM_URL", ""),
+                   help=f"model server base URL (default: $PAPERCHAT_TEST_LLM_URL; none: "
+                        f"{when_none})")
+
+
+def base_url(text: str) -> str:
+    """An OpenAI-compatible base URL ending in /v1 ('' stays '')."""
+    url = text.rstrip("/")
+    return url if not url or url.endswith("/v1") else f"{url}/v1"
 
 
 def run_main(main: Callable[[], int]) -> int:

@@ -23,8 +23,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from benchmarks.common import Stopwatch, faiss_threads, percentiles
-from index.vectors import gpu_count, new_faiss_index
+from benchmarks.common import Stopwatch, percentiles
+from index.vectors import gpu_count, new_faiss_index, omp_threads
 from paperchat.settings import IndexSettings
 
 DIM = 384
@@ -79,7 +79,7 @@ def build(kind: str, xb: np.ndarray, settings: IndexSettings, threads: int,
           rng: np.random.Generator) -> tuple[Any, float]:
     """The index over ``xb`` and its build seconds (IVF training included)."""
     index = new_index(kind, len(xb), settings)
-    with faiss_threads(threads), Stopwatch() as sw:
+    with omp_threads(threads), Stopwatch() as sw:
         if kind == "ivf":
             nlist = ivf_nlist(len(xb))
             index.train(xb[rng.choice(len(xb), min(len(xb), 64 * nlist), replace=False)])
@@ -95,7 +95,7 @@ def memory_mib(index: Any) -> float:
 def latency(index: Any, xq: np.ndarray, k: int, threads: int) -> dict[str, float]:
     """Single-query search latency in ms (one query at a time, as the app asks)."""
     times: list[float] = []
-    with faiss_threads(threads):
+    with omp_threads(threads):
         index.search(xq[:1], k)
         for q in xq:
             start = time.perf_counter()
@@ -105,7 +105,7 @@ def latency(index: Any, xq: np.ndarray, k: int, threads: int) -> dict[str, float
 
 
 def recall_at_10(index: Any, xq: np.ndarray, truth: np.ndarray, k: int) -> float:
-    with faiss_threads(2):
+    with omp_threads(2):
         found = index.search(xq, k)[1]
     hits = sum(len(set(found[i, :10]) & set(truth[i, :10])) for i in range(len(xq)))
     return round(hits / (10 * len(xq)), 4)
@@ -142,7 +142,7 @@ def measure(n: int, sampler: Sampler, settings: IndexSettings, k: int, n_queries
     xb, xq = sampler(n), sampler(n_queries)
     out: dict[str, Any] = {"n": n, "data": sampler.kind, "k": k}
     flat, seconds = build("flat", xb, settings, 2, rng)
-    with faiss_threads(2):
+    with omp_threads(2):
         truth = flat.search(xq, k)[1]
     out["flat"] = {"build_s": round(seconds, 3), "memory_mib": memory_mib(flat),
                    "latency_1t": latency(flat, xq[:n_latency], k, 1),

@@ -127,7 +127,8 @@ class VectorIndex:
         self._gpus = gpu_count()
         self._gpu_index: Any = None
         self._gpu_res: Any = None
-        self._selector: tuple[int, Any, Any] | None = None
+        self._selector: tuple[Any, Any] | None = None  # (inner, IDSelectorNot(inner))
+        self._selector_stale = True  # the masked rows changed since it was made
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -153,18 +154,19 @@ class VectorIndex:
         if self.kind != "hnsw" or masked > MAX_MASKED * len(self.ids):
             return False
         self.ids = np.where(gone, -1, self.ids)
+        self._selector_stale = True
         return True
 
     def _live_selector(self) -> Any:
-        """A FAISS selector of the rows not masked out, or None when none is (cached: the
-        inner selector is kept alive beside the one that wraps it)."""
-        masked = np.flatnonzero(self.ids < 0).astype(np.int64)
-        if len(masked) == 0:
-            return None
-        if self._selector is None or self._selector[0] != len(masked):
-            inner = faiss.IDSelectorBatch(masked)
-            self._selector = (len(masked), inner, faiss.IDSelectorNot(inner))
-        return self._selector[2]
+        """A FAISS selector of the rows not masked out, or None when none is. Made once per
+        change of the masked rows (not per query); the inner selector is kept alive beside
+        the one that wraps it."""
+        if self._selector_stale:
+            masked = np.flatnonzero(self.ids < 0).astype(np.int64)
+            inner = faiss.IDSelectorBatch(masked) if len(masked) else None
+            self._selector = (inner, faiss.IDSelectorNot(inner)) if inner is not None else None
+            self._selector_stale = False
+        return self._selector[1] if self._selector is not None else None
 
     def _searcher(self) -> Any:
         if not searches_on_gpu(self.kind, self.settings, self._gpus):

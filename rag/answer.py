@@ -44,15 +44,15 @@ class Answerer:
 
     def stream(self, question: str, history: list[tuple[str, str]] | None = None,
                k: int | None = None, paper_ids: list[str] | None = None,
-               temperature: float | None = None,
-               max_tokens: int | None = None) -> Iterator[Event]:
+               temperature: float | None = None, max_tokens: int | None = None,
+               years: tuple[int, int] | None = None) -> Iterator[Event]:
         """Yield a 'retrieval' event, then 'token' events, then 'done' with the Answer."""
         start = time.perf_counter()
         history = history or []
         use_llm = self.llm if self.settings.retrieval.rewrite else None
         query = rewrite_query(question, history, use_llm)
         rewrite_ms = (time.perf_counter() - start) * 1000
-        retrieval = self.retriever.search(query, k=k, paper_ids=paper_ids)
+        retrieval = self.retriever.search(query, k=k, paper_ids=paper_ids, years=years)
         retrieval_ms = (time.perf_counter() - start) * 1000 - rewrite_ms
         yield Event("retrieval", retrieval=retrieval)
         timings = Timings(retrieval_ms=retrieval_ms, rewrite_ms=rewrite_ms)

@@ -73,10 +73,9 @@ def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] 
     engine = build_engine(settings)
     if engine.library.store.chunk_count() == 0:  # before the server: ingesting comes first
         raise EmptyLibraryError()
-    engine.retriever.years = years  # the answerer searches with this year filter
     engine.llm.served_model()  # fail early, with the one-line message, if the server is down
     answer: Answer | None = None
-    for event in engine.answerer.stream(question, k=k, paper_ids=papers):
+    for event in engine.answerer.stream(question, k=k, paper_ids=papers, years=years):
         if event.kind == "token" and not as_json:
             sys.stdout.write(event.text)
             sys.stdout.flush()

@@ -95,14 +95,10 @@ def parse_years(text: str) -> tuple[int, int]:
 
 
 class Retriever:
-    """``years``: a standing year filter used when ``search`` is given none (set by
-    `paperchat ask --year`, whose answerer calls ``search`` without one)."""
-
     def __init__(self, settings: Settings, library: Library, reranker: Any = None) -> None:
         self.settings = settings
         self.library = library
         self.reranker = reranker
-        self.years: tuple[int, int] | None = None
         if reranker is None and settings.retrieval.reranker:
             from rag.rerank import CrossEncoderReranker
 
@@ -118,7 +114,7 @@ class Retriever:
         t = {"start": time.perf_counter()}
         if self.library.store.chunk_count() == 0:
             raise EmptyLibraryError()
-        allowed = self._allowed(paper_ids, years or self.years)
+        allowed = self._allowed(paper_ids, years)
         embedder = self.library.embedder
         assert embedder is not None
         qvec = embedder.embed([query], "query")[0]

@@ -39,9 +39,9 @@ from benchmarks.common import (
     run_main,
     write_results,
 )
+from core.settings import Settings
 from index.embedder import SentenceTransformerEmbedder
 from index.library import Library
-from paperchat.settings import Settings
 from rag.answer import Answerer
 from rag.llm import LLMClient, Message
 from rag.retrieve import Retriever
@@ -142,7 +142,7 @@ def library_settings(library: Path | None, shared: Path, work: Path,
     """Settings for the library to ask (built here from PAPERS when none is given)."""
     if library is None:
         from benchmarks.bench_ingest import whole_ingest
-        from tests.arxiv_stub import ArxivStub
+        from support.arxiv_stub import ArxivStub
 
         library = work / "library"
         with ArxivStub(shared / "corpus") as stub:

@@ -34,18 +34,17 @@ from benchmarks.common import (
     run_main,
     write_results,
 )
+from core.errors import IngestError
+from core.settings import Settings
+from core.types import Chunk, Page, PaperMeta
 from index.embedder import SentenceTransformerEmbedder
 from index.library import Library, embed_text
 from ingest import metadata
 from ingest.chunk import Chunker
-from ingest.commands import make_chunker
 from ingest.extract import EXTRACTORS, extract_pages
 from ingest.fetch import Downloader
-from ingest.pipeline import Ingestor
-from paperchat.errors import IngestError
-from paperchat.settings import Settings
-from paperchat.types import Chunk, Page, PaperMeta
-from tests.arxiv_stub import ArxivStub, StubPaper
+from ingest.pipeline import ingest_items, make_chunker
+from support.arxiv_stub import ArxivStub, StubPaper
 
 NAME = "ingest"
 # Papers per size (None: the whole corpus, 15 papers, about 450 pages).
@@ -143,15 +142,13 @@ def whole_ingest(settings: Settings, embedder: SentenceTransformerEmbedder,
     """``paperchat ingest ITEMS`` (as ``run_ingest``, model already loaded); returns the
     figures and the embedded texts of the chunks it stored, in id order."""
     library = Library(settings, embedder)
-    with library.writer(), Stopwatch() as sw:
-        report = Ingestor(settings, library, embedder, make_chunker(library, settings)).ingest(
-            items)
-        library.refresh()
+    with Stopwatch() as sw:
+        report = ingest_items(settings, library, items)
     if report.failed:
         reasons = "; ".join(f"{r.item}: {r.reason}" for r in report.failed)
         raise IngestError(f"The benchmark's ingest failed: {reasons}.",
                           "Check that the shared corpus is complete.")
-    texts = [embed_text(*row[1:]) for batch in library.store.iter_texts() for row in batch]
+    texts = [text for _, text in library.iter_embed_texts()]
     pages = sum(r.pages for r in report.results)
     library.close()
     return {"seconds": round(sw.seconds, 3), "papers": len(report.results), "pages": pages,
@@ -176,8 +173,7 @@ def measure_stages(settings: Settings, stub: ArxivStub, papers: list[StubPaper],
             pages = got
     figures["extract_pool"] = stage_extract_pool(paths, settings.ingest.extractor,
                                                  settings.ingest.workers)
-    chunker = Chunker(embedder.tokenizer, settings.chunking.chunk_tokens,
-                      settings.chunking.overlap_tokens)
+    chunker = make_chunker(settings)
     figures["chunk"], chunks = stage_chunk(chunker, pages)
     titles = {paper_id(p): p.title for p in papers}
     order = [(pid, c) for pid, cs in chunks.items() for c in cs]

@@ -34,10 +34,10 @@ from benchmarks.common import (
     run_main,
     write_results,
 )
+from core.errors import EmptyLibraryError
+from core.settings import Settings
 from index.embedder import SentenceTransformerEmbedder
 from index.library import Library
-from paperchat.errors import EmptyLibraryError
-from paperchat.settings import Settings
 from rag.retrieve import Retriever
 
 NAME = "query"
@@ -63,7 +63,7 @@ def corpus_latency(settings: Settings, embedder: SentenceTransformerEmbedder,
     """``Retriever.search`` timings per stage over ``questions`` x ``reps`` (after a warm-up),
     and the library's chunk vectors."""
     library = Library(settings, embedder)
-    if library.store.chunk_count() == 0:
+    if library.chunk_count() == 0:
         raise EmptyLibraryError()
     retriever = Retriever(settings, library)
     with Stopwatch() as first:
@@ -74,7 +74,7 @@ def corpus_latency(settings: Settings, embedder: SentenceTransformerEmbedder,
             for stage, ms in retriever.search(q).timings_ms.items():
                 samples.setdefault(stage, []).append(ms)
     figures: dict[str, Any] = {s: percentiles(v) for s, v in samples.items()}
-    figures["chunks"] = library.store.chunk_count()
+    figures["chunks"] = library.chunk_count()
     figures["papers"] = len(library.papers())
     figures["first_query_ms"] = round(first.seconds * 1000, 1)
     chosen = embedder.settings
@@ -84,7 +84,7 @@ def corpus_latency(settings: Settings, embedder: SentenceTransformerEmbedder,
         figures[f"query_threads_{threads}"] = {
             s: percentiles([t[s] for t in totals]) for s in ("embed", "total")}
     embedder.settings = chosen
-    real = np.concatenate([v for _, v in library.store.iter_vectors(library.dim())])
+    real = np.concatenate([v for _, v in library.iter_vectors()])
     library.close()
     return figures, real
 
@@ -95,7 +95,7 @@ def corpus_library(size: str, shared: Path, library: Path | None, work: Path,
     if library is not None:
         return bench_settings(library)
     from benchmarks.bench_ingest import pick, url_of, whole_ingest
-    from tests.arxiv_stub import ArxivStub
+    from support.arxiv_stub import ArxivStub
 
     with ArxivStub(shared / "corpus") as stub:
         settings = bench_settings(work / "corpus", ingest=stub.ingest_settings())

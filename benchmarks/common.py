@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from paperchat.errors import PaperchatError
-from paperchat.settings import Settings, load_settings
+from core.errors import PaperchatError
+from core.fsio import atomic_write_text
+from core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -188,9 +189,7 @@ def write_results(out_dir: Path, name: str, size: str, settings: dict[str, Any],
            "machine": machine_info, "settings": settings, "figures": figures,
            "tables": list(tables)}
     path = out_dir / f"{name}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     print("\n\n".join(tables))
     load = machine_info["load_avg_1_5_15"][0]
     print(f"\n({name}, size {size}: {path}; load average {load} at the start, "

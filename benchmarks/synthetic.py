@@ -24,8 +24,8 @@ import faiss
 import numpy as np
 
 from benchmarks.common import Stopwatch, percentiles
+from core.settings import IndexSettings
 from index.vectors import gpu_count, new_faiss_index, omp_threads
-from paperchat.settings import IndexSettings
 
 DIM = 384
 HNSW_EF = (64, 128, 256, 320, 384, 448, 512)

@@ -1,43 +1,21 @@
 """Aggregate per-question records into the report's figures, with seeded 95% bootstrap
-intervals (percentile method, resampling questions with replacement)."""
+intervals (``eval.stats``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eval import metrics as m
 from eval.score import EVIDENCE_KS, RECALL_KS
+from eval.stats import bootstrap, mean
 
 if TYPE_CHECKING:
     from eval.nli import NliChecker
 
-T = TypeVar("T")
-RESAMPLES = 1000
 CURVE_KS = tuple(range(1, 11))
-
-
-def bootstrap(items: Sequence[T], stat: Callable[[Sequence[T]], float | None],
-              rng: np.random.Generator, resamples: int = RESAMPLES) -> list[float] | None:
-    """[low, high] 95% interval of ``stat`` over resamples of ``items``; None when there
-    are fewer than two items or the statistic is undefined on every resample."""
-    if len(items) < 2:
-        return None
-    values = []
-    for idx in rng.integers(0, len(items), size=(resamples, len(items))):
-        v = stat([items[i] for i in idx])
-        if v is not None:
-            values.append(v)
-    if not values:
-        return None
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
-def mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
 
 
 def section(records: Sequence[dict[str, Any]], group: str, names: Sequence[str],

@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from core.errors import EmptyLibraryError, EvalError
+from core.settings import Settings
 from eval.aggregate import aggregate
 from eval.compare import print_comparison
 from eval.nli import load_nli
@@ -24,8 +26,6 @@ from eval.results import ResultsWriter, check_run, load_done
 from eval.runner import EvalContext, evaluate_question, skipped_record
 from index.library import Library
 from index.open import open_library
-from paperchat.errors import EmptyLibraryError, EvalError
-from paperchat.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

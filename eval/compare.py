@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from core.errors import EvalError
 from eval.report import REPORT_JSON
-from paperchat.errors import EvalError
 
 SECTIONS = ("retrieval", "answers", "abstention", "citations", "latency", "counts")
 SKIP = {"ci95", "n", "curve", "basis", "values"}

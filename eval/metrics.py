@@ -9,21 +9,11 @@ once, at the rank of its first passage, so several passages of one paper never s
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
-from rag.citations import MARKER, SENTENCE_END, expand
-
-CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff66-\uff9f"
-TOKEN = re.compile(rf"[{CJK}]|[^\W_{CJK}]+")
-ARTICLES = {"a", "an", "the"}
-
-
-def normalize(text: str) -> str:
-    """NFKC, then case-folded (what every string comparison in the harness uses)."""
-    return unicodedata.normalize("NFKC", text).casefold()
+from core.text import f1_tokens, normalize, split_sentences
+from rag.citations import MARKER, expand
 
 
 def contains_any(text: str, needles: Sequence[str]) -> bool:
@@ -37,9 +27,8 @@ def strip_markers(text: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    """Word tokens for F1: NFKC + case-folded, punctuation and English articles dropped;
-    each CJK character is a token (Japanese has no spaces)."""
-    return [t for t in TOKEN.findall(normalize(text)) if t not in ARTICLES]
+    """Word tokens for F1 (``core.text.f1_tokens``)."""
+    return f1_tokens(text)
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -104,7 +93,7 @@ def evidence_at(passages: Sequence[tuple[str, str]], gold: Sequence[str],
 
 def sentences(text: str) -> list[str]:
     """Answer sentences, split as rag.citations splits them (short fragments dropped)."""
-    return [s.strip() for s in SENTENCE_END.split(text) if len(s.strip()) > 12]
+    return split_sentences(text, 12)
 
 
 def marker_numbers(text: str) -> list[int]:

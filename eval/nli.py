@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ConfigError
+from core.settings import Settings
+from core.text import split_sentences
 from eval import metrics as m
-from eval.aggregate import bootstrap
-from paperchat.errors import ConfigError
-from paperchat.settings import Settings
-from rag.citations import MARKER, SENTENCE_END, expand
+from eval.stats import bootstrap
+from rag.citations import MARKER, expand
 
 SETTING = "eval.nli_model (PAPERCHAT_EVAL_NLI_MODEL)"
 
@@ -69,7 +70,7 @@ def cited_sentences(rec: dict[str, Any]) -> list[tuple[str, list[str]]]:
         return []
     passages = {c["n"]: c["text"] for c in rec.get("citations", [])}
     out = []
-    for sentence in SENTENCE_END.split(rec["answer"]):
+    for sentence in split_sentences(rec["answer"]):
         numbers = [n for mk in MARKER.finditer(sentence) for n in expand(mk.group(1))]
         texts = [passages[n] for n in dict.fromkeys(numbers) if n in passages]
         claim = re.sub(r"\s+([.,;:!?。])", r"\1", " ".join(m.strip_markers(sentence).split()))

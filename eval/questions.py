@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paperchat.errors import EvalError
+from core.errors import EvalError
 
 
 @dataclass(frozen=True)

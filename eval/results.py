@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from paperchat.errors import EvalError
+from core.errors import EvalError
+from core.fsio import atomic_write_text
 
 RESULTS = "results.jsonl"
 RUN = "run.json"
@@ -55,10 +56,8 @@ def load_done(out: Path) -> dict[str, dict[str, Any]]:
             continue
         done[str(rec["id"])] = rec
     if dropped:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()),
-                       encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in done.values()))
     return done
 
 

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import LLMError
+from core.settings import Settings
+from core.types import Answer, Hit
 from eval.questions import Question
 from eval.score import score_record
-from paperchat.errors import LLMError
-from paperchat.settings import Settings
-from paperchat.types import Answer, Hit
 from rag.answer import Answerer
 from rag.citations import is_refusal
 from rag.llm import LLMClient

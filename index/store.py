@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paperchat.errors import DiskFullError, LibraryError
-from paperchat.types import Chunk, Page, Paper
+from core.errors import DiskFullError, LibraryError
+from core.types import Chunk, Page, Paper
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

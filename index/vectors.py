@@ -31,8 +31,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from paperchat.errors import ConfigError
-from paperchat.settings import IndexSettings
+from core.errors import ConfigError
+from core.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 _FAISS: Any = faiss  # its bundled type stubs lack the search parameter classes

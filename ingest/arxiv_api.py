@@ -27,11 +27,12 @@ import httpx
 from arxiv._feed import ParsedFeed
 from arxiv._feed import parse as parse_feed
 
+from core.errors import NetworkError, SourceNotFoundError
+from core.retry import attempts
+from core.settings import IngestSettings
+from core.types import PaperMeta
 from ingest.fetch import describe_error
 from ingest.sources import parse_arxiv_id
-from paperchat.errors import NetworkError, SourceNotFoundError
-from paperchat.settings import IngestSettings
-from paperchat.types import PaperMeta
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _SEARCH_PAGE = 100  # results per request when searching
@@ -145,11 +146,9 @@ class ArxivClient:
         """GET with the rate limit, retries and backoff; 2xx/4xx replies are returned."""
         headers = {"User-Agent": self.settings.user_agent}
         last = ""
-        for attempt in range(1 + max(0, self.settings.retries)):
+        for _ in attempts(self.settings.retries, self.settings.backoff_s, self._sleep):
             if self._unreachable is not None:
                 raise self._offline_error()
-            if attempt:
-                self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
             self._wait_turn()
             try:
                 response = self._http.get(url, headers=headers, timeout=self.settings.timeout_s)

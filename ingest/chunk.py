@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from tokenizers import Tokenizer
 
-from paperchat.errors import ConfigError
-from paperchat.types import Chunk, Page
+from core.errors import ConfigError
+from core.types import Chunk, Page
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

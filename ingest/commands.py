@@ -10,14 +10,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from index.library import Library
+from core.errors import SourceNotFoundError
+from core.links import arxiv_abs_url
+from core.settings import Settings
+from index.library import Catalog
 from index.open import open_library
 from ingest import reading_list
-from ingest.chunk import Chunker
-from ingest.pipeline import Ingestor, IngestReport, NullReporter, Reporter
+from ingest.pipeline import IngestReport, NullReporter, Reporter, ingest_items, make_chunker
 from ingest.reindex import reindex
-from paperchat.errors import SourceNotFoundError
-from paperchat.settings import Settings
 
 STATUS_STYLE = {"ingested": "green", "replaced": "cyan", "unchanged": "dim", "failed": "red"}
 
@@ -34,13 +34,6 @@ class RichReporter:
 
     def advance(self, name: str, label: str = "") -> None:
         self.progress.update(self.tasks[name], advance=1, label=label)
-
-
-def make_chunker(library: Library, settings: Settings) -> Chunker:
-    embedder = library.embedder
-    assert embedder is not None
-    return Chunker(embedder.tokenizer, settings.chunking.chunk_tokens,  # type: ignore[attr-defined]
-                   settings.chunking.overlap_tokens)
 
 
 def summary_table(report: IngestReport) -> Table:
@@ -62,18 +55,14 @@ def run_ingest(settings: Settings, items: list[str], search: str | None = None,
         items = [e.item for e in reading_list.entries()]
         console.print(f"Ingesting the built-in reading list ({len(items)} papers).")
     library = open_library(settings)
-    with library.writer():
-        show = not (quiet or as_json) and console.is_terminal
-        progress = Progress(TextColumn("{task.description:>8}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[label]}"), console=console,
-                            disable=not show)
-        reporter: Reporter = RichReporter(progress) if show else NullReporter()
-        with progress:
-            ingestor = Ingestor(settings, library, library.embedder,  # type: ignore[arg-type]
-                                make_chunker(library, settings), reporter=reporter)
-            report = ingestor.ingest(items, search, max_results)
-        library.refresh()
+    show = not (quiet or as_json) and console.is_terminal
+    progress = Progress(TextColumn("{task.description:>8}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[label]}"), console=console,
+                        disable=not show)
+    reporter: Reporter = RichReporter(progress) if show else NullReporter()
+    with progress:
+        report = ingest_items(settings, library, items, search, max_results, reporter=reporter)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -102,10 +91,12 @@ def print_reading_list(as_json: bool = False) -> int:
 
 
 def list_papers(settings: Settings, as_json: bool = False) -> int:
-    library = Library(settings, None, check=False)
-    papers = library.papers()
+    papers = Catalog(settings).papers()
     if as_json:
-        print(json.dumps([p.to_dict() for p in papers], indent=2, ensure_ascii=False))
+        base = settings.ingest.arxiv_pdf_url
+        rows = [{**p.to_dict(), "abs_url": arxiv_abs_url(p.arxiv_id, base) if p.arxiv_id
+                 else None} for p in papers]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     table = Table(title=f"{len(papers)} papers in {settings.data_dir}")
     for col in ("id", "year", "pages", "chunks", "title"):
@@ -117,7 +108,7 @@ def list_papers(settings: Settings, as_json: bool = False) -> int:
 
 
 def remove_papers(settings: Settings, ids: list[str]) -> int:
-    library = Library(settings, None, check=False)
+    library = Catalog(settings)
     missing = []
     with library.writer():
         for pid in ids:
@@ -134,7 +125,7 @@ def remove_papers(settings: Settings, ids: list[str]) -> int:
 def run_reindex(settings: Settings) -> int:
     library = open_library(settings, check=False)
     with library.writer():
-        n = reindex(library, make_chunker(library, settings))
+        n = reindex(library, make_chunker(settings))
     print(f"Reindexed {n} chunks with {settings.embedding.model} in {settings.data_dir}",
           file=sys.stderr)
     return 0

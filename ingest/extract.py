@@ -32,8 +32,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadWarning, PyPdfError
 
-from paperchat.errors import PdfError, SourceNotFoundError
-from paperchat.types import Page
+from core.errors import PdfError, SourceNotFoundError
+from core.types import Page
 
 log = logging.getLogger(__name__)
 

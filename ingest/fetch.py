@@ -18,14 +18,16 @@ from types import TracebackType
 
 import httpx
 
-from paperchat.errors import (
+from core.errors import (
     DiskFullError,
     IngestError,
     NetworkError,
     PdfError,
     SourceNotFoundError,
 )
-from paperchat.settings import IngestSettings
+from core.fsio import replace_durably
+from core.retry import attempts
+from core.settings import IngestSettings
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 _CHUNK = 64 * 1024
@@ -81,9 +83,7 @@ class Downloader:
         except OSError as err:
             raise _write_error(self.cache_dir, err) from err
         last = ""
-        for attempt in range(1 + max(0, self.settings.retries)):
-            if attempt:
-                self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
+        for _ in attempts(self.settings.retries, self.settings.backoff_s, self._sleep):
             try:
                 self._download(url, part, progress)
             except _Retry as err:
@@ -92,7 +92,7 @@ class Downloader:
             except (SourceNotFoundError, PdfError):
                 part.unlink(missing_ok=True)
                 raise
-            os.replace(part, target)
+            replace_durably(part, target)
             return target
         raise NetworkError(
             f"Could not download {url} ({last}).",

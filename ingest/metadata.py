@@ -8,8 +8,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.types import Page, Paper, PaperMeta
 from ingest import extract, reading_list
-from paperchat.types import Page, Paper, PaperMeta
 
 NEW_ID = re.compile(r"^(\d{2})(\d{2})\.\d{4,5}$")
 

@@ -24,16 +24,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from index.embedder import Embedder
+from core.errors import DiskFullError, NetworkError, PaperchatError, SourceNotFoundError
+from core.settings import Settings
+from core.types import Page, PaperMeta
+from index.embedder import load_tokenizer
 from index.library import Library, embed_text
 from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
 from ingest.chunk import Chunker
 from ingest.fetch import Downloader
 from ingest.sources import Source, parse_item
-from paperchat.errors import DiskFullError, NetworkError, PaperchatError, SourceNotFoundError
-from paperchat.settings import Settings
-from paperchat.types import Page, PaperMeta
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +107,35 @@ def _local_id(source: Source) -> tuple[str, str | None]:
     return name or "paper", None
 
 
+def make_chunker(settings: Settings) -> Chunker:
+    """The chunker of the settings: token counts in the embedding model's own tokenizer."""
+    return Chunker(load_tokenizer(settings.embedding.model), settings.chunking.chunk_tokens,
+                   settings.chunking.overlap_tokens)
+
+
+def ingest_items(settings: Settings, library: Library, items: list[str],
+                 search: str | None = None, max_results: int = 10, *,
+                 reporter: Reporter | None = None, wait: bool = True) -> IngestReport:
+    """The one ingest recipe (CLI, UI, benchmarks): take the writer lock (wait for it, or
+    fail with LibraryBusyError when ``wait`` is False), fetch, extract, chunk, embed and
+    store each item, then bring the search indexes up to date."""
+    reporter = reporter or NullReporter()
+    with library.writer(wait=wait):
+        ingestor = Ingestor(settings, library, make_chunker(settings), reporter=reporter)
+        report = ingestor.ingest(items, search, max_results)
+        reporter.stage("index", 1)
+        library.refresh()
+        reporter.advance("index")
+    return report
+
+
 class Ingestor:
-    def __init__(self, settings: Settings, library: Library, embedder: Embedder,
-                 chunker: Chunker, *, client: ArxivClient | None = None,
-                 downloader: Downloader | None = None, reporter: Reporter | None = None) -> None:
+    def __init__(self, settings: Settings, library: Library, chunker: Chunker, *,
+                 client: ArxivClient | None = None, downloader: Downloader | None = None,
+                 reporter: Reporter | None = None) -> None:
         self.settings = settings
         self.library = library
-        self.embedder = embedder
+        self.embedder = library.embedder
         self.chunker = chunker
         self.client = client or ArxivClient(settings.ingest)
         self.downloader = downloader or Downloader(settings.ingest, settings.data_dir / "pdfs")
@@ -279,7 +301,7 @@ class Ingestor:
             self.reporter.advance("extract")
             self.reporter.advance("embed")
             return
-        have = self.library.store.paper_by_hash(job.content_hash)
+        have = self.library.paper_by_hash(job.content_hash)
         if have is not None:
             self._done_unchanged(job, have.id)
             self.reporter.advance("extract")

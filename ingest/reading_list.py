@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from paperchat.types import PaperMeta
+from core.types import PaperMeta
 
 DATA = Path(__file__).with_name("reading_list.toml")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from paperchat.errors import SourceNotFoundError
-from paperchat.types import SourceKind
+from core.errors import SourceNotFoundError
+from core.types import SourceKind
 
 # New style (since April 2007): YYMM.NNNN (to 2014) or YYMM.NNNNN (from 2015), optional vN.
 _MONTH = r"(?:0[1-9]|1[0-2])"

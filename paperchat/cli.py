@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from paperchat.errors import PaperchatError
-from paperchat.settings import Settings, describe, load_settings
+from core.errors import PaperchatError
+from core.settings import Settings, describe, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -67,7 +67,7 @@ def _ask(s: Settings, a: argparse.Namespace) -> int:
 
 
 def _serve_llm(s: Settings, a: argparse.Namespace) -> int:
-    from rag.server import serve
+    from serve.server import serve
 
     return serve(s)
 

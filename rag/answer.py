@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from paperchat.settings import Settings
-from paperchat.types import Answer, Hit, Timings
+from core.settings import Settings
+from core.types import Answer, Citation, Hit, Timings
 from rag import prompts
 from rag.budget import Fitted, fit_prompt
 from rag.budget import Prompt as Prompt  # re-exported: tests and benchmarks build prompts
 from rag.budget import build_prompt as build_prompt
-from rag.citations import MARKER, attribute_uncited, expand, is_refusal, resolve
+from rag.citations import MARKER, attribute_uncited, expand, is_refusal, resolve, resolve_sources
 from rag.llm import LLMClient
 from rag.retrieve import Retrieval, Retriever
 from rag.rewrite import rewrite_query
@@ -58,7 +58,8 @@ class Answerer:
         timings = Timings(retrieval_ms=retrieval_ms, rewrite_ms=rewrite_ms)
         hits = retrieval.hits
         answer = Answer(question=question, answer="", abstained=False, hits=hits,
-                        standalone_question=query, timings=timings)
+                        sources=self._resolve(hits), standalone_question=query,
+                        timings=timings)
         if not retrieval.hits or retrieval.best_dense < self.settings.retrieval.min_dense_score:
             answer.answer = prompts.refusal_for(prompts.language_of(question))
             answer.abstained, answer.abstain_reason = True, "retrieval"
@@ -87,19 +88,21 @@ class Answerer:
         raw = "".join(pieces)
         answer.tokens = stream.completion_tokens or len(pieces)
         answer.prompt_tokens = stream.prompt_tokens or fitted.prompt_tokens
-        answer.hits = prompt.sources
+        answer.hits, answer.sources = prompt.sources, self._resolve(prompt.sources)
         if is_refusal(raw):
             answer.answer, answer.abstained, answer.abstain_reason = raw.strip(), True, "model"
         else:
             text, added = attribute_uncited(raw, prompt.sources,
                                             self.settings.llm.attribute_min_overlap)
             by_model = {n for m in MARKER.finditer(raw) for n in expand(m.group(1))}
-            resolved = resolve(text, prompt.sources, attributed=set(added) - by_model,
-                               arxiv_pdf_url=self.settings.ingest.arxiv_pdf_url)
+            resolved = resolve(text, answer.sources, attributed=set(added) - by_model)
             answer.answer, answer.citations = resolved.text, resolved.citations
             answer.removed_citations, answer.uncited_sentences = resolved.removed, resolved.uncited
         answer.timings.total_ms = (time.perf_counter() - start) * 1000
         yield Event("done", answer=answer)
+
+    def _resolve(self, hits: list[Hit]) -> list[Citation]:
+        return resolve_sources(hits, self.settings.ingest.arxiv_pdf_url)
 
     def answer(self, question: str, **kwargs: object) -> Answer:
         for event in self.stream(question, **kwargs):  # type: ignore[arg-type]

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from paperchat.errors import PromptTooLongError
-from paperchat.types import Hit
+from core.errors import PromptTooLongError
+from core.types import Hit
 from rag import prompts
 
 # Tokens kept free beside prompt + completion (the server's count is exact; this is slack
@@ -107,7 +107,14 @@ def split(available: int, requested: int, min_sources: int) -> tuple[int, int]:
 class TokenCounter(Protocol):
     def max_model_len(self) -> int: ...
 
-    def count_chat_tokens(self, messages: list[dict[str, str]]) -> int: ...
+    def count_chat_tokens(self, messages: list[dict[str, str]]) -> int | None: ...
+
+
+def count_chat(llm: TokenCounter, messages: list[dict[str, str]]) -> int:
+    """The server's count of a chat prompt; where it cannot count, a generous estimate (the
+    calibrated one plus a quarter, so that a prompt fits)."""
+    count = llm.count_chat_tokens(messages)
+    return int(estimate_chat(messages) * 1.25) if count is None else count
 
 
 @dataclass
@@ -139,13 +146,13 @@ def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int
     bare = prompts.answer_messages(question, [])
     completion, sources = split(context - MARGIN - estimate_chat(bare), requested, min_sources)
     if completion < min(requested, MIN_COMPLETION) or sources < 80:
-        exact = llm.count_chat_tokens(bare)  # only for very long questions
+        exact = count_chat(llm, bare)  # only for very long questions
         completion, sources = split(context - MARGIN - exact, requested, min_sources)
         if completion < min(requested, MIN_COMPLETION) or sources < 80:
             raise too_long(exact, context)
     for _ in range(MAX_COUNTS):
         prompt = build_prompt(question, hits, sources)
-        exact = llm.count_chat_tokens(prompt.messages)
+        exact = count_chat(llm, prompt.messages)
         room = context - MARGIN - exact
         if room >= floor_for(completion):
             return Fitted(prompt, min(completion, room), exact, context)

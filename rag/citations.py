@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from paperchat.types import Citation, Hit
+from core.links import ARXIV_PDF, arxiv_abs_url, pdf_page_url
+from core.text import split_sentences, tokenize
+from core.types import Citation, Hit
 
-ARXIV_PDF = "https://arxiv.org/pdf"  # the default of ingest.arxiv_pdf_url
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[-–,]\s*\d+)*)\s*\]")
-SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 REFUSAL_PATTERNS = (
     re.compile(r"cannot answer from the library", re.IGNORECASE),
     re.compile(r"ライブラリ.{0,12}(答え|回答)(られ|でき)ません"),
@@ -40,40 +40,27 @@ def expand(group: str) -> list[int]:
     return out
 
 
-def arxiv_abs_url(arxiv_id: str, arxiv_pdf_url: str = ARXIV_PDF) -> str:
-    """The abstract page on the host of the configured PDF base (``<host>/pdf`` gives
-    ``<host>/abs``, so a mirror serves both); arxiv.org when the base has another form."""
-    base = arxiv_pdf_url.rstrip("/")
-    root = base.removesuffix("/pdf") if base.endswith("/pdf") else "https://arxiv.org"
-    return f"{root}/abs/{arxiv_id}"
-
-
-def pdf_page_url(hit: Hit, arxiv_pdf_url: str = ARXIV_PDF) -> str | None:
-    """The PDF at the passage's page (``#page=N``): ``<arxiv_pdf_url>/<id>`` for arXiv
-    papers, else the paper's own PDF URL; None for a local PDF with neither."""
-    if hit.arxiv_id:
-        base = f"{arxiv_pdf_url.rstrip('/')}/{hit.arxiv_id}"
-    elif hit.pdf_url:
-        base = hit.pdf_url.split("#", 1)[0]
-    else:
-        return None
-    return f"{base}#page={hit.chunk.page_start}"
-
-
-def citation_for(n: int, hit: Hit, by: str = "model", arxiv_pdf_url: str = ARXIV_PDF) -> Citation:
-    """Citation [n] of ``hit``, with links built on ``arxiv_pdf_url`` (ingest.arxiv_pdf_url)."""
+def citation_for(n: int, hit: Hit, by: str = "model",
+                 arxiv_pdf_url: str = ARXIV_PDF) -> Citation:
+    """Passage [n] of the prompt, resolved: links built on ``arxiv_pdf_url``
+    (ingest.arxiv_pdf_url) by :mod:`core.links`."""
     c = hit.chunk
     return Citation(n=n, paper_id=c.paper_id, title=hit.paper_title, page=c.page_start,
                     text=c.text, url=arxiv_abs_url(hit.arxiv_id, arxiv_pdf_url)
-                    if hit.arxiv_id else None, pdf_url=pdf_page_url(hit, arxiv_pdf_url),
+                    if hit.arxiv_id else None,
+                    pdf_url=pdf_page_url(hit.arxiv_id, hit.pdf_url, c.page_start, arxiv_pdf_url),
                     chunk_id=c.id, year=hit.paper_year, authors=hit.authors, by=by)
 
 
-def resolve(answer: str, sources: list[Hit], attributed: set[int] | None = None,
-            arxiv_pdf_url: str = ARXIV_PDF) -> Resolved:
+def resolve_sources(hits: list[Hit], arxiv_pdf_url: str = ARXIV_PDF) -> list[Citation]:
+    """Every passage given (``hits[i]`` is [i+1]), resolved once: what the terminal, the UI
+    and the evaluation show (``by`` is empty: not cited)."""
+    return [citation_for(n, h, "", arxiv_pdf_url) for n, h in enumerate(hits, 1)]
+
+
+def resolve(answer: str, sources: list[Citation], attributed: set[int] | None = None) -> Resolved:
     """``sources[i]`` is the passage shown to the model as [i+1]; numbers in ``attributed``
-    were added by overlap matching rather than written by the model; links are built on
-    ``arxiv_pdf_url``."""
+    were added by overlap matching rather than written by the model."""
     valid = set(range(1, len(sources) + 1))
     removed: list[int] = []
     cited: list[int] = []
@@ -87,19 +74,14 @@ def resolve(answer: str, sources: list[Hit], attributed: set[int] | None = None,
 
     text = MARKER.sub(keep, answer)
     text = re.sub(r"[ \t]+([.,;:!?。])", r"\1", text).strip()
-    citations = [citation_for(n, sources[n - 1], "overlap" if n in (attributed or set())
-                              else "model", arxiv_pdf_url) for n in sorted(cited)]
+    citations = [replace(sources[n - 1], by="overlap" if n in (attributed or set()) else "model")
+                 for n in sorted(cited)]
     return Resolved(text=text, citations=citations, removed=removed,
                     uncited=uncited_sentences(text))
 
 
 def uncited_sentences(text: str) -> list[str]:
-    out = []
-    for sentence in SENTENCE_END.split(text):
-        s = sentence.strip()
-        if len(s) > 12 and not MARKER.search(s):
-            out.append(s)
-    return out
+    return [s for s in split_sentences(text, 12) if not MARKER.search(s)]
 
 
 def is_refusal(answer: str) -> bool:
@@ -108,8 +90,6 @@ def is_refusal(answer: str) -> bool:
 
 
 def _content(text: str) -> tuple[set[str], set[str]]:
-    from index.bm25 import tokenize
-
     tokens = set(tokenize(text))
     return tokens, {t for t in tokens if t[0].isdigit()}
 

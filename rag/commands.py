@@ -9,17 +9,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from core.errors import EmptyLibraryError
+from core.settings import Settings
+from core.text import reflow
+from core.types import Answer
 from index.open import open_library, require_library
-from paperchat.errors import EmptyLibraryError
-from paperchat.settings import Settings
-from paperchat.types import Answer
-from rag.citations import ARXIV_PDF, citation_for
 from rag.engine import build_engine
 from rag.retrieve import Retriever
 
 
 def snippet(text: str, n: int = 160) -> str:
-    text = " ".join(text.split())
+    text = reflow(text)
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -43,19 +43,19 @@ def run_search(settings: Settings, query: str, k: int | None, papers: list[str] 
     return 0
 
 
-def print_sources(answer: Answer, console: Console, arxiv_pdf_url: str = ARXIV_PDF) -> None:
+def print_sources(answer: Answer, console: Console) -> None:
     """The passages the model was shown, numbered as in its prompt, the cited ones marked
     (after a retrieval abstention: the passages found, which the model was not shown)."""
     if answer.abstained:
         console.print(f"[yellow]abstained ({answer.abstain_reason}): the library does not "
                       "support an answer.[/]")
-    if answer.hits:
+    if answer.sources:
         console.print("\n[bold]Passages retrieved (not shown to the model)[/]"
                       if answer.abstain_reason == "retrieval" else
                       "\n[bold]Sources shown to the model[/] (* = cited in the answer)")
     cited = {c.n for c in answer.citations}
-    for n, hit in enumerate(answer.hits, 1):
-        c = citation_for(n, hit, arxiv_pdf_url=arxiv_pdf_url)
+    for c in answer.sources:
+        n = c.n
         mark = "*" if n in cited else " "
         console.print(escape(f"{mark} [{n}] {c.title} ({c.year or 'n.d.'}), p. {c.page}  "
                              f"{c.pdf_url or c.url or ''}").rstrip(), soft_wrap=True)
@@ -71,7 +71,7 @@ def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] 
             as_json: bool, years: tuple[int, int] | None = None) -> int:
     require_library(settings)
     engine = build_engine(settings)
-    if engine.library.store.chunk_count() == 0:  # before the server: ingesting comes first
+    if engine.library.chunk_count() == 0:  # before the server: ingesting comes first
         raise EmptyLibraryError()
     engine.llm.served_model()  # fail early, with the one-line message, if the server is down
     answer: Answer | None = None
@@ -89,5 +89,5 @@ def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] 
     console.print()
     if answer.citations or answer.removed_citations:
         console.print(f"\n[bold]Answer with verified citations:[/] {escape(answer.answer)}")
-    print_sources(answer, console, settings.ingest.arxiv_pdf_url)
+    print_sources(answer, console)
     return 0

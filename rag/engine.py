@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.settings import Settings
 from index.library import Library
 from index.open import open_library
-from paperchat.settings import Settings
 from rag.answer import Answerer
 from rag.llm import LLMClient
 from rag.retrieve import Retriever

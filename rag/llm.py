@@ -1,7 +1,7 @@
 """Client of the model server: an OpenAI-compatible API (vLLM) spoken with httpx.
 
 One ``LLMClient`` per process, handed down (it holds the HTTP connection pool and
-caches what the server serves). Every failure becomes a ``paperchat.errors`` error:
+caches what the server serves). Every failure becomes a ``core.errors`` error:
 
 * connection refused, timeouts (connect or read), dropped connections and HTTP 5xx:
   ``LLMUnavailableError`` (names the URL and `paperchat serve-llm`);
@@ -19,9 +19,8 @@ from typing import Any
 
 import httpx
 
-from paperchat.errors import LLMError, LLMUnavailableError
-from paperchat.settings import LLMSettings
-from rag.budget import estimate_chat
+from core.errors import LLMError, LLMUnavailableError
+from core.settings import LLMSettings
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 
@@ -250,13 +249,10 @@ class LLMClient:
         count = self._tokenize({"prompt": text, "add_special_tokens": False})
         return estimate_tokens(text) if count is None else count
 
-    def count_chat_tokens(self, messages: Sequence[Message]) -> int:
-        """Prompt tokens of a chat, chat template included; where the server cannot count,
-        a generous estimate (the calibrated one plus a quarter, so a prompt fits)."""
-        count = self._tokenize({"messages": list(messages), "add_generation_prompt": True})
-        if count is None:
-            return int(estimate_chat(list(messages)) * 1.25)
-        return count
+    def count_chat_tokens(self, messages: Sequence[Message]) -> int | None:
+        """Prompt tokens of a chat, chat template included; None where the server cannot
+        count (the prompt budget then estimates)."""
+        return self._tokenize({"messages": list(messages), "add_generation_prompt": True})
 
     # -- chat ------------------------------------------------------------------------------
     def _chat_body(self, messages: Sequence[Message], max_tokens: int | None,

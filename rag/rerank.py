@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError
+from core.types import Hit
 from index.embedder import pick_device, quiet_loading, torch_threads
-from paperchat.errors import ConfigError
-from paperchat.types import Hit
 
 
 def load_cross_encoder(name: str, device: str, what: str, setting: str) -> Any:

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import EmptyLibraryError, UsageError
+from core.settings import Settings
+from core.types import Hit
 from index.library import Library
-from paperchat.errors import EmptyLibraryError, UsageError
-from paperchat.settings import Settings
-from paperchat.types import Hit
 
 MAX_DEPTH = 3200  # candidates per retriever when the first fetch_k are capped away
 YEAR_RANGE = re.compile(r"(\d{4})?\s*([-–]\s*(\d{4})?)?")
@@ -112,12 +112,10 @@ class Retriever:
         k = k or cfg.k
         mode = mode or cfg.mode
         t = {"start": time.perf_counter()}
-        if self.library.store.chunk_count() == 0:
+        if self.library.chunk_count() == 0:
             raise EmptyLibraryError()
         allowed = self._allowed(paper_ids, years)
-        embedder = self.library.embedder
-        assert embedder is not None
-        qvec = embedder.embed([query], "query")[0]
+        qvec = self.library.embedder.embed([query], "query")[0]
         t["embed"] = time.perf_counter()
         depth = cfg.fetch_k
         while True:  # deeper when the per-paper cap left fewer than k of the candidates

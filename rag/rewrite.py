@@ -12,7 +12,8 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from paperchat.errors import LLMError
+from core.errors import LLMError
+from core.text import tokenize
 from rag import prompts
 from rag.llm import LLMClient
 
@@ -64,8 +65,6 @@ NOT_A_QUERY = re.compile(r"\b(the answer|not possible|last question|i cannot|as 
 def valid_rewrite(text: str, question: str, history: list[tuple[str, str]]) -> bool:
     """One English line that shares a content word with what the user asked and does not
     read like an answer or a complaint (small models often produce those)."""
-    from index.bm25 import tokenize
-
     line = text.strip()
     if not (3 <= len(line) <= 300) or "\n" in line or not is_english(line):
         return False

@@ -11,8 +11,8 @@ BIN=.venv/bin
 # The effective settings (defaults < config file < PAPERCHAT_* environment).
 read -r BASE_URL SERVE_PORT TIMEOUT DATA_DIR < <($BIN/python - <<'EOF'
 import sys
-from paperchat.errors import PaperchatError
-from paperchat.settings import load_settings
+from core.errors import PaperchatError
+from core.settings import load_settings
 try:
     s = load_settings()
 except PaperchatError as err:

@@ -98,7 +98,7 @@ if [ "$DEVICE" = cpu ]; then
         say "$MODEL_DIR exists; skipping conversion"
     else
         run "converting the SmolLM2 GGUF into $MODEL_DIR" \
-            "$VENV/bin/python" "$REPO/rag/convert_gguf.py" --out "$MODEL_DIR"
+            "$VENV/bin/python" "$REPO/serve/convert_gguf.py" --out "$MODEL_DIR"
         grep -E '^(Converted|Check:)' "$LOG" | tail -n 2 | sed 's/^/setup_llm: /'
     fi
 fi

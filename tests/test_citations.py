@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from paperchat.types import Chunk, Hit
+from core.types import Chunk, Hit
 from rag import prompts
 from rag.answer import build_prompt
-from rag.citations import expand, is_refusal, resolve
+from rag.citations import expand, is_refusal, resolve, resolve_sources
 
 
 def hit(n: int, paper: str = "1706.03762", page: int = 3) -> Hit:
@@ -24,7 +24,8 @@ def test_expand_forms() -> None:
 
 def test_resolve_keeps_only_given_sources_and_counts_invented() -> None:
     sources = [hit(1), hit(2, page=5)]
-    r = resolve("Heads are 8 [2]. It uses dropout [1, 7]. Made up [9]. Range [1-2].", sources)
+    r = resolve("Heads are 8 [2]. It uses dropout [1, 7]. Made up [9]. Range [1-2].",
+                resolve_sources(sources))
     assert [c.n for c in r.citations] == [1, 2]
     assert sorted(r.removed) == [7, 9]
     assert "[9]" not in r.text and "[1]" in r.text and "7" not in r.text
@@ -36,7 +37,8 @@ def test_resolve_keeps_only_given_sources_and_counts_invented() -> None:
 
 
 def test_uncited_sentences_reported() -> None:
-    r = resolve("The model has six layers [1]. It was trained for a very long time.", [hit(1)])
+    r = resolve("The model has six layers [1]. It was trained for a very long time.",
+                resolve_sources([hit(1)]))
     assert r.uncited == ["It was trained for a very long time."]
 
 
@@ -89,7 +91,7 @@ def test_uncited_sentence_attributed_only_with_numbers_and_overlap() -> None:
         "The big transformer model achieves 41.0 BLEU on English-to-German.", [a, b], 0.6)
     assert added == [2], "the sentence with a number absent from every passage stays uncited"
     assert text.startswith("The big transformer model achieves 28.4 BLEU on English-to-German [2].")
-    r = resolve(text, [a, b], attributed={2})
+    r = resolve(text, resolve_sources([a, b]), attributed={2})
     assert [(c.n, c.by) for c in r.citations] == [(2, "overlap")]
     assert r.uncited == ["The big transformer model achieves 41.0 BLEU on English-to-German."]
     assert attribute_uncited(text, [a, b], 1.1) == (text, [])
@@ -122,7 +124,7 @@ def test_links_use_the_configured_arxiv_host_and_the_papers_own_pdf() -> None:
     assert own.pdf_url == "https://cdn.openai.com/paper.pdf#page=7" and own.url is None
     local = replace(hit(3, paper="notes"), arxiv_id=None)
     assert (citation_for(3, local).pdf_url, citation_for(3, local).url) == (None, None)
-    r = resolve("GPT-1 is pre-trained [2]. Attention [1].", [hit(1), gpt1],
-                arxiv_pdf_url=mirror)
+    r = resolve("GPT-1 is pre-trained [2]. Attention [1].",
+                resolve_sources([hit(1), gpt1], arxiv_pdf_url=mirror))
     assert [c.pdf_url for c in r.citations] == [
         "https://export.arxiv.org/pdf/1706.03762#page=3", "https://cdn.openai.com/paper.pdf#page=7"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.settings import load_settings
 from index.embedder import SentenceTransformerEmbedder, torch_threads
-from paperchat.settings import load_settings
 
 
 def test_query_embedding_uses_its_thread_count_and_restores_it() -> None:

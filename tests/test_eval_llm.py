@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from paperchat.cli import main
-from paperchat.settings import Settings
-from tests.conftest import DEV_QUESTIONS
+from tests.helpers import DEV_QUESTIONS
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from eval import metrics as m
-from eval.aggregate import abstention, bootstrap, mean, section
+from eval.aggregate import abstention, section
 from eval.score import answer_metrics, citation_metrics, retrieval_metrics
+from eval.stats import bootstrap, mean
 
 RANKED = ["B", "A", "A", "C", "B", "D"]  # paper of each passage, in rank order
 

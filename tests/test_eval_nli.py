@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import ConfigError
+from core.settings import Settings
 from eval.aggregate import aggregate
 from eval.nli import NliChecker, cited_sentences, judge, share
 from eval.questions import Question
@@ -17,10 +19,8 @@ from eval.report import REPORT_JSON, REPORT_MD, write_report
 from eval.runner import EvalContext, new_record
 from eval.score import score_record
 from paperchat.cli import main
-from paperchat.errors import ConfigError
-from paperchat.settings import Settings
-from tests.conftest import DEV_QUESTIONS, make_settings
 from tests.crossencoders import build_cross_encoder
+from tests.helpers import DEV_QUESTIONS, make_settings
 
 MNLI = ["contradiction", "entailment", "neutral"]  # the usual order; found by name anyway
 ATTENTION = ("The Transformer is based solely on attention mechanisms, dispensing with "

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import eval.commands
+from core.settings import Settings
 from paperchat.cli import main
-from paperchat.settings import Settings
-from tests.conftest import DEV_QUESTIONS
+from tests.helpers import DEV_QUESTIONS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REQUIRED_KEYS = ("retrieval.recall@5", "retrieval.mrr@10", "retrieval.evidence@5",

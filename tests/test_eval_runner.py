@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from core.errors import LLMUnavailableError
+from core.types import Chunk, Hit
 from eval.questions import Question
 from eval.runner import EvalContext, evaluate_question
-from paperchat.errors import LLMUnavailableError
-from paperchat.types import Chunk, Hit
 from rag.answer import Event
 from rag.retrieve import Retrieval
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 QUESTION = Question(id="q1", question="What label smoothing value was used?", answer="0.1",
                     must_contain_any=("0.1",), papers=("P",))

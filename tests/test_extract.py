@@ -16,6 +16,8 @@ import pypdf
 import pypdfium2 as pdfium
 import pytest
 
+from core.errors import PdfError, SourceNotFoundError
+from core.types import Page
 from ingest.extract import (
     EXTRACTORS,
     arxiv_id_from_stamp,
@@ -25,9 +27,7 @@ from ingest.extract import (
     normalise_page_texts,
     pdf_metadata,
 )
-from paperchat.errors import PdfError, SourceNotFoundError
-from paperchat.types import Page
-from tests.conftest import CORPUS_PDFS
+from tests.helpers import CORPUS_PDFS
 
 ALL_PDFS = sorted(CORPUS_PDFS.glob("*.pdf"))
 ATTENTION = CORPUS_PDFS / "1706.03762.pdf"

@@ -1,4 +1,4 @@
-"""Downloader against the real HTTP stand-in for arXiv (tests/arxiv_stub.py)."""
+"""Downloader against the real HTTP stand-in for arXiv (support/arxiv_stub.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import DiskFullError, NetworkError, PdfError, SourceNotFoundError
+from core.settings import IngestSettings
 from ingest.fetch import Downloader
-from paperchat.errors import DiskFullError, NetworkError, PdfError, SourceNotFoundError
-from paperchat.settings import IngestSettings
-from tests.arxiv_stub import ArxivStub
-from tests.conftest import CORPUS_PDFS, free_port, make_settings
+from support.arxiv_stub import ArxivStub
+from tests.helpers import CORPUS_PDFS, free_port, make_settings
 
 LORA = "2106.09685"
 LORA_BYTES = (CORPUS_PDFS / f"{LORA}.pdf").read_bytes()

@@ -12,14 +12,14 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from index.library import Library
+from core.errors import LibraryMismatchError
+from core.settings import Settings
+from index.library import Catalog
 from index.open import open_library
 from ingest.commands import run_ingest
-from paperchat.errors import LibraryMismatchError
-from paperchat.settings import Settings
 from rag.retrieve import Retriever
-from tests.arxiv_stub import ArxivStub
-from tests.conftest import CORPUS_PDFS, copy_library, make_settings
+from support.arxiv_stub import ArxivStub
+from tests.helpers import CORPUS_PDFS, copy_library, make_settings
 
 SMALL = ["1910.13461.pdf", "1907.11692.pdf", "gpt1.pdf"]  # 10, 13 and 12 pages
 
@@ -39,7 +39,7 @@ def small_dir(tmp_path: Path, names: list[str] = SMALL) -> Path:
 
 
 def test_corpus_library_matches_the_pdfs(corpus_settings: Settings) -> None:
-    lib = Library(corpus_settings, None, check=False)
+    lib = Catalog(corpus_settings)
     papers = {p.id: p for p in lib.papers()}
     assert set(papers) == {p.stem for p in CORPUS_PDFS.glob("*.pdf")}
     for pdf in CORPUS_PDFS.glob("*.pdf"):
@@ -80,10 +80,10 @@ def test_cli_ingest_list_and_quiet_stderr(tmp_path: Path) -> None:
 
 def test_reingest_is_a_no_op_and_remove_works(corpus_settings: Settings, tmp_path: Path) -> None:
     s = copy_library(corpus_settings, tmp_path / "lib")
-    before = Library(s, None, check=False).store.counters()
+    before = Catalog(s).counters()
     assert run_ingest(s, [str(CORPUS_PDFS / n) for n in SMALL], quiet=True) == 0
-    lib = Library(s, None, check=False)
-    assert lib.store.counters() == before, "unchanged papers are not rewritten"
+    lib = Catalog(s)
+    assert lib.counters() == before, "unchanged papers are not rewritten"
     run = cli("remove", "1910.13461", data=s.data_dir)
     assert run.returncode == 0 and "removed 1910.13461" in run.stdout
     lib = open_library(s)
@@ -97,7 +97,7 @@ def test_reingest_is_a_no_op_and_remove_works(corpus_settings: Settings, tmp_pat
 def test_ingest_by_id_search_and_new_version(arxiv_stub: ArxivStub, tmp_path: Path) -> None:
     s = make_settings(tmp_path / "data", ingest=arxiv_stub.ingest_settings())
     assert run_ingest(s, ["1910.13461"], quiet=True) == 0
-    paper = Library(s, None, check=False).paper("1910.13461")
+    paper = Catalog(s).paper("1910.13461")
     assert paper is not None and paper.metadata_from == "arxiv" and paper.version == 1
     assert any("id_list=1910.13461" in r.path + "?" + str(r.query) or "1910.13461" in r.ids
                for r in arxiv_stub.api_requests())
@@ -105,12 +105,12 @@ def test_ingest_by_id_search_and_new_version(arxiv_stub: ArxivStub, tmp_path: Pa
     arxiv_stub.respond("/pdf/1910.13461v2", (CORPUS_PDFS / "gpt1.pdf").read_bytes(),
                        content_type="application/pdf")
     assert run_ingest(s, ["1910.13461v2"], quiet=True) == 0
-    lib = Library(s, None, check=False)
+    lib = Catalog(s)
     new = lib.paper("1910.13461")
     assert new is not None and new.version == 2 and new.content_hash != paper.content_hash
     assert len(lib.papers()) == 1
     assert run_ingest(s, [], search="all:attention", max_results=2, quiet=True) == 0
-    assert len(Library(s, None, check=False).papers()) >= 2
+    assert len(Catalog(s).papers()) >= 2
 
 
 def test_bad_inputs_each_fail_alone(arxiv_stub: ArxivStub, tmp_path: Path,
@@ -141,7 +141,7 @@ def test_bad_inputs_each_fail_alone(arxiv_stub: ArxivStub, tmp_path: Path,
     assert "OCR is not supported" in reasons[items[2]]
     assert "encrypted" in reasons[items[3]]
     assert "does not exist" in reasons[items[4]]
-    lib = Library(s, None, check=False)
+    lib = Catalog(s)
     assert {p.id for p in lib.papers()} == {"gpt1", "1910.13461"}, "good items still ingest"
 
 
@@ -170,5 +170,5 @@ def test_local_pdf_gets_its_arxiv_id_from_the_page_stamp(tmp_path: Path) -> None
     shutil.copy(CORPUS_PDFS / "1910.13461.pdf", renamed)
     s = make_settings(tmp_path / "data")
     assert run_ingest(s, [str(renamed)], quiet=True) == 0
-    paper = Library(s, None, check=False).paper("1910.13461")
+    paper = Catalog(s).paper("1910.13461")
     assert paper is not None and paper.arxiv_id == "1910.13461" and paper.year == 2019

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from index.library import Library
+from core.errors import DiskFullError
+from index.library import Catalog
 from index.open import open_library
 from ingest.commands import run_ingest
-from paperchat.errors import DiskFullError
 from rag.retrieve import Retriever
-from tests.conftest import CORPUS_PDFS, make_settings
+from tests.helpers import CORPUS_PDFS, make_settings
 from tests.test_ingest import small_dir
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_sigkill_mid_ingest_then_rerun(tmp_path: Path) -> None:
     assert all(p.chunks > 0 for p in lib.papers()), "no half-written paper"
     assert Retriever(s, lib).search("LLaMA training tokens", k=3).hits
     assert run_ingest(s, [str(pdfs)], quiet=True) == 0
-    assert len(Library(s, None, check=False).papers()) == 6
+    assert len(Catalog(s).papers()) == 6
 
 
 def default_sigint() -> None:
@@ -109,7 +109,7 @@ def test_ctrl_c_mid_ingest_exits_130_with_one_line(tmp_path: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr
     status = {r["paper_id"]: r["status"] for r in json.loads(rerun.stdout)["results"]}
     assert {p for p, st in status.items() if st == "unchanged"} == set(before)
-    assert len(Library(s, None, check=False).papers()) == 5
+    assert len(Catalog(s).papers()) == 5
 
 
 @pytest.fixture

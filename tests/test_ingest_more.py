@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from index.library import Library
+from core.settings import Settings
+from index.library import Catalog
 from ingest.commands import run_ingest
 from paperchat.cli import main
-from paperchat.settings import Settings
-from tests.arxiv_stub import ArxivStub
-from tests.conftest import CORPUS_PDFS, SHARED, copy_library, free_port, make_settings
+from support.arxiv_stub import ArxivStub
+from tests.helpers import CORPUS_PDFS, SHARED, copy_library, free_port, make_settings
 from tests.test_ingest import cli
 
 PDF_URL_PAPERS = {"gpt1", "alphafold", "progen"}
@@ -116,7 +116,7 @@ def test_ingest_without_arguments_ingests_the_reading_list(
     assert not report["arxiv_unreachable"]
     asked = [i for r in arxiv_stub.api_requests() for i in r.ids]
     assert len(asked) == 32 and len(arxiv_stub.api_requests()) == 2, "batched id lists"
-    lib = Library(s, None, check=False)
+    lib = Catalog(s)
     assert {p.id for p in lib.papers()} == CORPUS_IDS
     bart = lib.paper("1910.13461")
     assert bart is not None and bart.metadata_from == "arxiv" and bart.version == 1
@@ -184,5 +184,5 @@ def test_api_error_entry_fails_only_its_id(rejecting_stub: RejectingStub, tmp_pa
     good = by_item["1910.13461"]
     assert good["status"] == "ingested", good["reason"]
     assert not report["arxiv_unreachable"], "an error entry is an answer, not an outage"
-    paper = Library(s, None, check=False).paper("1910.13461")
+    paper = Catalog(s).paper("1910.13461")
     assert paper is not None and paper.metadata_from == "arxiv"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.settings import Settings
+from core.types import Chunk, Page, Paper
 from index.library import Library
-from paperchat.settings import Settings
-from paperchat.types import Chunk, Page, Paper
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 DIM = 32
 CHUNKS = 40  # per paper

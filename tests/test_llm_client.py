@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from paperchat.errors import LLMError, LLMUnavailableError
-from paperchat.settings import LLMSettings
+from core.errors import LLMError, LLMUnavailableError
+from core.settings import LLMSettings
 from rag.llm import LLMClient
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def llm_settings(**values: object) -> LLMSettings:
@@ -220,12 +220,13 @@ def test_without_tokenize_counts_are_estimated_and_context_falls_back() -> None:
 @pytest.mark.parametrize("tokenize", [None, (200, {"tokens": [1, 2, 3]})])
 def test_chat_count_without_a_vllm_tokenize_is_a_generous_estimate(
         tokenize: tuple[int, Any] | None) -> None:
-    from rag.budget import estimate_chat
+    from rag.budget import count_chat, estimate_chat
 
     routes = {"/v1/models": MODELS, **({"/tokenize": tokenize} if tokenize else {})}
     messages = [{"role": "user", "content": "The Transformer reached 28.4 BLEU [1]. " * 20}]
     with Canned(routes) as srv, LLMClient(llm_settings(base_url=srv.url)) as c:
-        assert c.count_chat_tokens(messages) > estimate_chat(messages)  # so a prompt fits
+        assert c.count_chat_tokens(messages) is None  # the server cannot count
+        assert count_chat(c, messages) > estimate_chat(messages)  # so a prompt fits
 
 
 def test_error_event_mid_stream_is_raised() -> None:

@@ -1,4 +1,4 @@
-"""rag.server: the real vLLM server started, used and stopped; conversion done once;
+"""serve.server: the real vLLM server started, used and stopped; conversion done once;
 `serve` ends cleanly on SIGTERM; start-up failures explained with the log's last lines."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from paperchat.errors import ConfigError, LLMError
-from paperchat.settings import Settings
+from core.errors import ConfigError, LLMError
+from core.settings import Settings
 from rag.llm import LLMClient
-from rag.server import (
+from serve.server import (
     CPU_MODEL_NAME,
     cpu_model_dir,
     ensure_cpu_model,
@@ -25,7 +25,7 @@ from rag.server import (
     server_python,
     start_server,
 )
-from tests.conftest import REPO, free_port, make_settings
+from tests.helpers import REPO, free_port, make_settings
 
 STARTUP_S = 600
 
@@ -98,8 +98,8 @@ def vllm_pids(port: int) -> list[int]:
 @pytest.fixture
 def serve_process(llm_settings: Settings) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
-    code = ("import sys; from pathlib import Path; from tests.conftest import make_settings; "
-            "from rag.server import serve; "
+    code = ("import sys; from pathlib import Path; from tests.helpers import make_settings; "
+            "from serve.server import serve; "
             "sys.exit(serve(make_settings(Path(sys.argv[1]), llm={'serve_port': sys.argv[2]})))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(llm_settings.data_dir), str(port)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

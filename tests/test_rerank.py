@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
+from core.settings import Settings
 from index.open import open_library
 from paperchat.cli import main
-from paperchat.errors import ConfigError
-from paperchat.settings import Settings
 from rag.rerank import CrossEncoderReranker
 from rag.retrieve import Retriever
-from tests.conftest import make_settings
 from tests.crossencoders import build_cross_encoder
+from tests.helpers import make_settings
 
 QUERY = "What BLEU score did the Transformer reach on English-to-German?"
 

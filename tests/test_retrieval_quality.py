@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from core.settings import Settings
 from eval.questions import load_questions
 from eval.runner import EvalContext, evaluate_question
 from index.open import open_library
-from paperchat.settings import Settings
 from rag.retrieve import Retriever
-from tests.conftest import DEV_QUESTIONS
+from tests.helpers import DEV_QUESTIONS
 
 RECALL_AT_5_FLOOR = 0.89
 EVIDENCE_AT_5_FLOOR = 0.78

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from index.library import Library
+from core.settings import Settings
+from core.types import Chunk, Hit
+from index.library import Catalog, Library
 from index.open import open_library
 from paperchat.cli import main
-from paperchat.settings import Settings
-from paperchat.types import Chunk, Hit
 from rag.retrieve import Retriever
-from tests.conftest import free_port, make_settings
+from tests.helpers import free_port, make_settings
 
 BROAD = "pre-training objectives for language models"
 # Every one of the 100 fused candidates of this query is a FlashAttention chunk: without
@@ -96,7 +96,7 @@ def test_adjacent_chunks_merge_into_one_passage(corpus_settings: Settings,
     back as one passage spanning the chunks' text and pages, never as neighbouring hits."""
     s = make_settings(corpus_settings.data_dir, retrieval={"per_paper_cap": 1000})
     hits = Retriever(s, library).search(ONE_PAPER, k=10).hits
-    chunks = library.store.chunks_of(FLASH)
+    chunks = library.chunks_of(FLASH)
     runs = [run_of(h, chunks) for h in hits]
     merged = [(h, run) for h, run in zip(hits, runs, strict=True) if len(run) > 1]
     assert merged, "no adjacent chunks were merged"
@@ -165,7 +165,7 @@ def test_search_on_an_empty_library_says_to_ingest(tmp_path: Path,
 def test_ask_on_an_empty_library_says_to_ingest_even_with_the_server_down(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path / "data")
-    Library(settings).close()  # an existing, empty library
+    Catalog(settings).close()  # an existing, empty library
     code = main(["--data-dir", str(tmp_path / "data"), "--llm-url",
                  f"http://127.0.0.1:{free_port()}/v1", "ask", "What is BART?"])
     out, err = capsys.readouterr()

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from core.errors import UsageError
+from core.settings import Settings
 from paperchat.cli import main
-from paperchat.errors import UsageError
-from paperchat.settings import Settings
 from rag.retrieve import parse_years
 
 QUERY = "pre-training a language model on a large text corpus"

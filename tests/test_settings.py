@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from paperchat.errors import ConfigError
-from paperchat.settings import Settings, describe, load_settings
+from core.errors import ConfigError
+from core.settings import Settings, describe, load_settings
 
 
 def test_defaults_are_described_and_loopback() -> None:

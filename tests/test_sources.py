@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import SourceNotFoundError
 from ingest.sources import Source, arxiv_id_from_filename, parse_arxiv_id, parse_item
-from paperchat.errors import SourceNotFoundError
-from tests.conftest import CORPUS_PDFS
+from tests.helpers import CORPUS_PDFS
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from paperchat.settings import Settings
-from tests.conftest import CORPUS_PDFS, REPO, copy_library, free_port, ingest_into, make_settings
+from core.settings import Settings
+from tests.helpers import CORPUS_PDFS, REPO, copy_library, free_port, ingest_into, make_settings
 from tests.ui_helpers import (
     ANSWER_TIMEOUT_MS,
     CHROMIUM,
@@ -312,7 +312,7 @@ def cli_error(settings: Settings, question: str) -> str:
 
 
 def test_model_server_down_then_back(ui_library: Settings, llm_url: str, context: Any) -> None:
-    from rag.server import start_server
+    from serve.server import start_server
 
     port = free_port()
     settings = ui_library.model_copy(deep=True)

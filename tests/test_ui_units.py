@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from paperchat.errors import ConfigError, IngestError, PdfError, SourceNotFoundError
-from paperchat.settings import UISettings
-from paperchat.types import Answer, Chunk, Citation, Hit, Paper
-from tests.conftest import CORPUS_PDFS, REPO, make_settings
+from core.errors import ConfigError, IngestError, PdfError, SourceNotFoundError
+from core.settings import UISettings
+from core.types import Answer, Chunk, Citation, Hit, Paper
+from rag.citations import resolve_sources
+from tests.helpers import CORPUS_PDFS, REPO, make_settings
 from ui import render
 from ui.app import is_loopback, parse_auth
 from ui.chat import Turn, history, stop_streaming, to_messages
@@ -90,7 +91,7 @@ def test_uncited_answer_lists_the_passages_given() -> None:
                   char_start=0, char_end=13, id=7)
     hit = Hit(chunk=chunk, paper_title="Paper One", paper_year=2020, score=1.0)
     answer = Answer(question="q", answer="An answer without markers.", abstained=False,
-                    hits=[hit])
+                    hits=[hit], sources=resolve_sources([hit]))
     html = render.sources_html(answer, 0)
     assert "cites none of the passages" in html and "id='src-0-1'" in html
     assert "cites no passage" in render.answer_html(answer, 0)
@@ -107,8 +108,9 @@ def test_uncited_cards_and_library_links_follow_the_configured_arxiv_host() -> N
                 arxiv_id="1706.03762")
     gpt1 = Hit(chunk=replace(chunk, paper_id="gpt1", page_start=2), paper_title="GPT", score=0.5,
                paper_year=2018, pdf_url="https://cdn.openai.com/gpt1.pdf")
-    answer = Answer(question="q", answer="No markers here.", abstained=False, hits=[arxiv, gpt1])
-    html = render.sources_html(answer, 0, "https://mirror.example/pdf")
+    answer = Answer(question="q", answer="No markers here.", abstained=False, hits=[arxiv, gpt1],
+                    sources=resolve_sources([arxiv, gpt1], "https://mirror.example/pdf"))
+    html = render.sources_html(answer, 0)
     assert "https://mirror.example/pdf/1706.03762#page=5" in html
     assert "https://mirror.example/abs/1706.03762" in html
     assert "https://cdn.openai.com/gpt1.pdf#page=2" in html and "arxiv.org" not in html

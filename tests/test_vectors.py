@@ -9,6 +9,8 @@ import faiss
 import numpy as np
 import pytest
 
+from core.errors import ConfigError
+from core.settings import EmbeddingSettings, IndexSettings
 from index.embedder import SentenceTransformerEmbedder, pick_device
 from index.vectors import (
     EXACT_SUBSET_MAX,
@@ -20,8 +22,6 @@ from index.vectors import (
     omp_threads,
     searches_on_gpu,
 )
-from paperchat.errors import ConfigError
-from paperchat.settings import EmbeddingSettings, IndexSettings
 
 DIM = 64
 

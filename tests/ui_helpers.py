@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paperchat.settings import Settings
+from core.settings import Settings
 from rag.engine import Engine
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -14,8 +14,8 @@ from typing import Any
 
 import gradio as gr
 
-from paperchat.errors import ConfigError
-from paperchat.settings import Settings, UISettings
+from core.errors import ConfigError
+from core.settings import Settings, UISettings
 from rag.engine import Engine, build_engine
 from ui.assets import CSS, HEAD
 from ui.chat import ChatHandler

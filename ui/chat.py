@@ -15,10 +15,9 @@ from typing import Any, Literal
 
 import gradio as gr
 
-from paperchat.settings import Settings
-from paperchat.types import Answer
+from core.settings import Settings
+from core.types import Answer
 from rag.answer import Event
-from rag.citations import ARXIV_PDF
 from rag.engine import Engine
 from ui import render
 
@@ -138,8 +137,7 @@ class ChatHandler:
                     yield KEEP(), to_messages([*turns, partial]), sources_panel(turns), \
                         [*turns, partial], copy
             elif event.kind == "done" and event.answer is not None:
-                turns = [*turns, self.finished(event.answer, len(turns),
-                                               self.settings.ingest.arxiv_pdf_url)]
+                turns = [*turns, self.finished(event.answer, len(turns))]
                 yield KEEP(), to_messages(turns), sources_panel(turns), turns, turns[-1].answer
 
     @staticmethod
@@ -151,10 +149,10 @@ class ChatHandler:
         return KEEP(), to_messages(turns), sources_panel(turns), turns, copy
 
     @staticmethod
-    def finished(answer: Answer, turn: int, arxiv_pdf_url: str = ARXIV_PDF) -> Turn:
+    def finished(answer: Answer, turn: int) -> Turn:
         html = render.answer_html(answer, turn) + render.timings_html(answer)
         return Turn(answer.question, render.plain_text(answer), html,
-                    render.sources_html(answer, turn, arxiv_pdf_url))
+                    render.sources_html(answer, turn))
 
 
 def stop_streaming(turns: list[Turn]) -> list[Turn]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from paperchat.errors import PaperchatError
+from core.errors import PaperchatError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])

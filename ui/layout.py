@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from paperchat.settings import Settings
+from core.settings import Settings
 from ui.assets import COPY_JS
 from ui.chat import EMPTY_SOURCES, ChatHandler
 from ui.errors import reports_errors

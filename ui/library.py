@@ -11,19 +11,18 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.errors import SourceNotFoundError
+from core.links import arxiv_abs_url
+from core.settings import Settings
+from core.types import Paper
 from index.library import Library
-from ingest.commands import make_chunker
-from ingest.pipeline import Ingestor, IngestReport
+from ingest.pipeline import IngestReport, ingest_items
 from ingest.sources import parse_arxiv_id
-from paperchat.errors import SourceNotFoundError
-from paperchat.settings import Settings
-from paperchat.types import Paper
-from rag.citations import arxiv_abs_url
 from ui.errors import warn
 from ui.uploads import save_upload
 
 COLUMNS = ["id", "title", "year", "pages", "chunks", "link"]
-STAGES = ("download", "extract", "embed")
+STAGES = ("download", "extract", "embed", "index")
 ProgressFn = Callable[..., object]  # gr.Progress: progress((done, total), desc=...)
 PROGRESS = gr.Progress()  # the default that tells Gradio to hand a handler its progress bar
 Views = tuple[str, list[list[object]]]  # (status Markdown, table rows) after an action
@@ -98,14 +97,8 @@ class LibraryActions:
     def ingest(self, items: list[str], search: str | None, max_results: int,
                progress: ProgressFn) -> Views:
         """Run the real ingest pipeline; failures and an offline arXiv become warnings."""
-        with self.library.writer(wait=False):
-            assert self.library.embedder is not None
-            ingestor = Ingestor(self.settings, self.library, self.library.embedder,
-                                make_chunker(self.library, self.settings),
-                                reporter=ProgressReporter(progress))
-            report = ingestor.ingest(items, search, max_results)
-            progress((1, 1), desc="indexing")
-            self.library.refresh()
+        report = ingest_items(self.settings, self.library, items, search, max_results,
+                              reporter=ProgressReporter(progress), wait=False)
         if report.arxiv_unreachable:
             warn("arXiv could not be reached: metadata came from the PDFs "
                  "(and the built-in reading list).")

@@ -9,16 +9,10 @@ from __future__ import annotations
 import re
 from html import escape
 
-from paperchat.types import Answer, Citation
-from rag.citations import ARXIV_PDF, MARKER, SENTENCE_END, citation_for, expand
+from core.text import passage_sentences, split_sentences, tokenize
+from core.types import Answer, Citation
+from rag.citations import MARKER, expand
 
-# Sentence ends; in PDF text also a line break before a capital, bullet or number (headings
-# and list items carry no full stop).
-PASSAGE_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n(?=[A-Z•\u2022\d])")
-WORD = re.compile(r"[^\W_]+", re.UNICODE)
-STOPWORDS = frozenset(re.findall(
-    r"\w+", "the a an and or of to in on for with by is are was were be been this that these "
-    "those it its as at from we our they their which can has have not but also such than"))
 ABSTAIN_WHY = {
     "retrieval": "No passage in the library is close enough to the question.",
     "model": "The model found no support for an answer in the passages it was given.",
@@ -29,29 +23,22 @@ def card_id(turn: int, n: int) -> str:
     return f"src-{turn}-{n}"
 
 
-def words(text: str) -> set[str]:
-    return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
-
-
 def citing_sentences(answer: str, n: int) -> str:
     """The answer's sentences that cite [n], joined (the claims the passage supports)."""
-    out = [s for s in SENTENCE_END.split(answer)
+    out = [s for s in split_sentences(answer)
            if any(n in expand(m.group(1)) for m in MARKER.finditer(s))]
     return " ".join(out)
 
 
 def supporting_span(passage: str, claim: str) -> tuple[int, int] | None:
     """Offsets of the passage sentence sharing the most words with ``claim`` (None if none)."""
-    want = words(claim)
+    want = set(tokenize(claim))
     best: tuple[int, int] | None = None
     best_score = 0
-    pos = 0
-    for sentence in PASSAGE_SENTENCE.split(passage):
-        start = passage.find(sentence, pos)
-        pos = start + len(sentence)
-        score = len(want & words(sentence))
+    for start, end in passage_sentences(passage):
+        score = len(want & set(tokenize(passage[start:end])))
         if score > best_score:
-            best, best_score = (start, pos), score
+            best, best_score = (start, end), score
     return best
 
 
@@ -118,9 +105,8 @@ def card_html(c: Citation, turn: int, claim: str, open_: bool) -> str:
             f"<div class='pc-links'>{_links(c)}</div></details>")
 
 
-def sources_html(answer: Answer, turn: int, arxiv_pdf_url: str = ARXIV_PDF) -> str:
-    """The sources section of one answer: cited passages, else the passages given (their
-    links built on ``arxiv_pdf_url``, as the citations' are)."""
+def sources_html(answer: Answer, turn: int) -> str:
+    """The sources section of one answer: cited passages, else the passages given."""
     searched = answer.standalone_question
     query = (f"<div class='pc-meta pc-query'>Searched the library for: {escape(searched)}</div>"
              if searched and searched != answer.question else "")
@@ -130,10 +116,9 @@ def sources_html(answer: Answer, turn: int, arxiv_pdf_url: str = ARXIV_PDF) -> s
         cards = [card_html(c, turn, citing_sentences(answer.answer, c.n), True)
                  for c in answer.citations]
         return head + "".join(cards) + "</div>"
-    if not answer.hits:
+    if not answer.sources:
         return head + "<p class='pc-none'>No passage was retrieved.</p></div>"
-    given = [card_html(citation_for(i + 1, h, arxiv_pdf_url=arxiv_pdf_url), turn, "", False)
-             for i, h in enumerate(answer.hits)]
+    given = [card_html(c, turn, "", False) for c in answer.sources]
     label = ("Passages retrieved (none was close enough to answer):" if answer.abstained
              else "The answer cites none of the passages the model was given:")
     return head + f"<p class='pc-none'>{label}</p>" + "".join(given) + "</div>"

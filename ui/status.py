@@ -8,8 +8,8 @@ from typing import Any
 
 import gradio as gr
 
-from paperchat.errors import LLMError
-from paperchat.settings import Settings
+from core.errors import LLMError
+from core.settings import Settings
 from rag.engine import Engine
 from ui.chat import paper_choices
 from ui.errors import message

@@ -4,15 +4,14 @@ leave that folder)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 import unicodedata
 from pathlib import Path
 
-from paperchat.errors import IngestError, PdfError
-from paperchat.settings import Settings
+from core.errors import IngestError, PdfError
+from core.fsio import atomic_write
+from core.settings import Settings
 
 MAX_NAME = 120
 
@@ -48,12 +47,6 @@ def save_upload(src: Path, name: str, settings: Settings) -> Path:
     dest = (folder / safe_name(name)).resolve()
     if dest.parent != folder:  # cannot happen with safe_name; kept as the last guard
         raise IngestError(f"Refusing to store the upload {name!r} outside {folder}.")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".pdf")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            shutil.copyfileobj(inp, out)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with src.open("rb") as inp:
+        atomic_write(dest, lambda out: shutil.copyfileobj(inp, out))
     return dest

@@ -48,15 +48,10 @@ class Paper:
     metadata_from: str = "pdf"
     added_at: str = ""
 
-    @property
-    def abs_url(self) -> str | None:
-        return f"https://arxiv.org/abs/{self.arxiv_id}" if self.arxiv_id else None
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["authors"] = list(self.authors)
         d["categories"] = list(self.categories)
-        d["abs_url"] = self.abs_url
         return d
 
 
@@ -140,7 +135,7 @@ class Citation:
     chunk_id: int | None = None
     year: int | None = None
     authors: tuple[str, ...] = ()
-    by: str = "model"  # "model": the model wrote [n]; "overlap": matched afterwards
+    by: str = "model"  # "model": the model wrote [n]; "overlap": matched afterwards; "": not cited
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,8 +156,9 @@ class Answer:
     question: str
     answer: str
     abstained: bool
-    citations: list[Citation] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)  # the cited passages
     hits: list[Hit] = field(default_factory=list)
+    sources: list[Citation] = field(default_factory=list)  # every passage of hits, resolved
     model: str = ""
     timings: Timings = field(default_factory=Timings)
     standalone_question: str = ""
@@ -181,6 +177,7 @@ class Answer:
             "abstain_reason": self.abstain_reason,
             "standalone_question": self.standalone_question,
             "citations": [c.to_dict() for c in self.citations],
+            "sources": [c.to_dict() for c in self.sources],
             "hits": [h.to_dict() for h in self.hits],
             "model": self.model,
             "timings": asdict(self.timings),

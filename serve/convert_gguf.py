@@ -9,7 +9,7 @@ Standalone on purpose (no paperchat imports): it runs under the Python of the
 model server's environment (``.venv-llm``), which holds transformers, gguf and
 accelerate. Usage::
 
-    python rag/convert_gguf.py --out DATA_DIR/models/SmolLM2-135M-Instruct [--gguf FILE]
+    python serve/convert_gguf.py --out DATA_DIR/models/SmolLM2-135M-Instruct [--gguf FILE]
 
 Exit status 0 on success (also when the output already exists), 1 with a
 one-line message on stderr otherwise.

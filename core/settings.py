@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from paperchat.errors import ConfigError
+from core.errors import ConfigError
 
 ENV_PREFIX = "PAPERCHAT_"
 ENV_SHORTCUTS = {"PAPERCHAT_DATA_DIR": ("paths", "data_dir")}

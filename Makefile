@@ -9,7 +9,7 @@ export PAPERCHAT_DATA_DIR ?= $(DATA)
 export GRADIO_ANALYTICS_ENABLED := False
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: setup setup-app setup-llm chat ingest test lint bench bench-small clean
+.PHONY: setup setup-app setup-llm chat ingest test test-fast lint bench bench-small clean
 
 setup: setup-app setup-llm  ## create .venv (app) and .venv-llm (model server)
 
@@ -36,6 +36,10 @@ chat: setup ingest  ## set up, ingest, start the model server if needed, open th
 
 test: setup  ## set up, start the model server, run every test
 	scripts/run_tests.sh
+
+test-fast: setup-app  ## the inner loop (< 2 min): no model server, browser or whole-corpus library
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not slow and not llm and not browser and not corpus"
 
 lint: setup-app
 	$(BIN)/ruff check . && $(BIN)/mypy

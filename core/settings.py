@@ -8,6 +8,7 @@ The TOML file is ``--config``, else ``PAPERCHAT_CONFIG``, else ``<data_dir>/pape
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import ConfigError
 
@@ -24,18 +25,24 @@ ENV_PREFIX = "PAPERCHAT_"
 ENV_SHORTCUTS = {"PAPERCHAT_DATA_DIR": ("paths", "data_dir")}
 
 
+class Section(BaseModel):
+    """A settings section: unknown keys are errors (a misspelt key is never ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def _default_data_dir() -> Path:
     return Path("~/.local/share/paperchat").expanduser()
 
 
-class PathsSettings(BaseModel):
+class PathsSettings(Section):
     data_dir: Path = Field(
         default_factory=_default_data_dir,
         description="Data directory: the library, downloaded PDFs, converted models, logs.",
     )
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(Section):
     arxiv_api_url: str = Field(
         "https://export.arxiv.org/api/query", description="arXiv API endpoint (Atom)."
     )
@@ -58,14 +65,14 @@ class IngestSettings(BaseModel):
     batch_ids: int = Field(20, description="arXiv ids asked for in one API request.")
 
 
-class ChunkingSettings(BaseModel):
+class ChunkingSettings(Section):
     chunk_tokens: int = Field(
         200, description="Chunk size in tokens of the embedder's tokenizer."
     )
     overlap_tokens: int = Field(40, description="Tokens shared by consecutive chunks.")
 
 
-class EmbeddingSettings(BaseModel):
+class EmbeddingSettings(Section):
     model: str = Field(
         "all-MiniLM-L6-v2",
         description="sentence-transformers model: a Hugging Face name or a local folder. "
@@ -86,7 +93,7 @@ class EmbeddingSettings(BaseModel):
         "torch's default.")
 
 
-class IndexSettings(BaseModel):
+class IndexSettings(Section):
     approx_threshold: int = Field(
         20_000, description="Chunks from which an approximate (HNSW) index replaces exact search "
         "(HNSW is faster from 1e4 on at recall@10 >= 0.95; below 2e4 flat costs under 3 ms; "
@@ -104,7 +111,7 @@ class IndexSettings(BaseModel):
     )
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(Section):
     k: int = Field(6, description="Passages given to the model.")
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
     fetch_k: int = Field(50, description="Candidates taken from each retriever before fusion.")
@@ -142,7 +149,7 @@ class RetrievalSettings(BaseModel):
     )
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(Section):
     base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (vLLM or another)."
     )
@@ -182,7 +189,7 @@ class LLMSettings(BaseModel):
     serve_startup_timeout_s: float = Field(600.0, description="Seconds to wait until healthy.")
 
 
-class UISettings(BaseModel):
+class UISettings(Section):
     host: str = Field("127.0.0.1", description="Address the chat binds (loopback by default).")
     port: int = Field(7860, description="Port of the chat.")
     share: bool = Field(False, description="Ask Gradio for a public share link.")
@@ -193,7 +200,7 @@ class UISettings(BaseModel):
     concurrency: int = Field(4, description="Chats answered at once.")
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(Section):
     nli_model: str | None = Field(
         None, description="Cross-encoder NLI model (name or folder) whose config names an "
         "'entailment' label: `paperchat eval` then counts an answer sentence supported when "
@@ -201,7 +208,7 @@ class EvalSettings(BaseModel):
     )
 
 
-class Settings(BaseModel):
+class Settings(Section):
     paths: PathsSettings = Field(default_factory=PathsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)  # type: ignore[arg-type]
@@ -256,9 +263,12 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if section not in SECTIONS:
                 continue  # other tools' variables (PAPERCHAT_TEST_*) are not settings
             model = Settings.model_fields[section].annotation
-            if key not in getattr(model, "model_fields", {}):
-                raise ConfigError(f"Unknown setting in environment: {name}.",
-                                  "Run `paperchat config` to see the valid names.")
+            fields = list(getattr(model, "model_fields", {}))
+            if key not in fields:
+                near = nearest(key, fields)
+                hint = (f"Did you mean {ENV_PREFIX}{section.upper()}_{near.upper()}?" if near
+                        else "Run `paperchat config --describe` to see the valid names.")
+                raise ConfigError(f"Unknown setting in environment: {name}.", hint)
         out.setdefault(section, {})[key] = value
     return out
 
@@ -297,12 +307,36 @@ def load_settings(
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"Invalid setting {where}: {first['msg']}.",
-                          "Run `paperchat config` to see the valid settings.") from err
+        raise settings_error(err, path) from err
     settings.paths.data_dir = settings.paths.data_dir.expanduser().resolve()
     return settings
+
+
+def nearest(key: str, valid: list[str]) -> str | None:
+    """The valid name closest to a misspelt ``key``, if one is close."""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def settings_error(err: ValidationError, path: Path | None) -> ConfigError:
+    """One line for the first problem: an unknown key names the nearest valid one."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    where = ".".join(loc)
+    source = f" (in {path} or the command line)" if path else ""
+    if first["type"] == "extra_forbidden":
+        parent: type[BaseModel] = Settings
+        for part in loc[:-1]:
+            annotation = parent.model_fields[part].annotation
+            assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            parent = annotation
+        near = nearest(loc[-1], list(parent.model_fields))
+        valid = ".".join([*loc[:-1], near]) if near else ""
+        hint = (f"Did you mean {valid}?" if near
+                else "Run `paperchat config --describe` to see the valid settings.")
+        return ConfigError(f"Unknown setting {where}{source}.", hint)
+    return ConfigError(f"Invalid setting {where}: {first['msg']}.",
+                       "Run `paperchat config --describe` to see the valid settings.")
 
 
 def describe() -> list[tuple[str, str, str]]:

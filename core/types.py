@@ -47,11 +47,14 @@ class Paper:
     chunks: int = 0
     metadata_from: str = "pdf"
     added_at: str = ""
+    aliases: tuple[str, ...] = ()  # names a question may use for it: "BERT", "Devlin et al. 2018"
+    flags: tuple[str, ...] = ()  # warnings found at ingest, e.g. "hidden-text"
+    pdf_file: str = ""  # the library's own copy of the PDF, relative to the data directory
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["authors"] = list(self.authors)
-        d["categories"] = list(self.categories)
+        for name in ("authors", "categories", "aliases", "flags"):
+            d[name] = list(d[name])
         return d
 
 
@@ -143,6 +146,48 @@ class Citation:
         return d
 
 
+SupportLabel = Literal["supported", "partial", "unsupported", "uncited"]
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A sentence of a passage the model was shown: quoted evidence for a question, or the
+    passage sentence an answer sentence was checked against. ``start``/``end`` are offsets
+    into the passage text (``Answer.sources[n - 1].text``)."""
+
+    n: int  # the passage's number in the prompt
+    text: str
+    start: int
+    end: int
+    paper_id: str = ""
+    title: str = ""
+    page: int = 0
+    score: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SentenceCheck:
+    """One sentence of an answer with its checked support: ``supported`` (every number and
+    distinctive term is in the matching sentence of a cited passage), ``partial`` (some are
+    missing: ``missing`` names them), ``unsupported`` (the cited passages do not say it) or
+    ``uncited``. ``note`` says why, for a tooltip."""
+
+    text: str
+    citations: list[int] = field(default_factory=list)
+    support: SupportLabel = "uncited"
+    missing: list[str] = field(default_factory=list)
+    matches: list[Quote] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "citations": self.citations, "support": self.support,
+                "missing": self.missing, "matches": [q.to_dict() for q in self.matches],
+                "note": self.note}
+
+
 @dataclass
 class Timings:
     retrieval_ms: float = 0.0
@@ -168,6 +213,15 @@ class Answer:
     tokens: int = 0
     prompt_tokens: int = 0  # tokens of the prompt sent, as the model server counted them
     max_tokens: int = 0  # completion tokens asked for (lowered when the prompt left less room)
+    raw_answer: str = ""  # the model's text exactly as generated (citation validity uses it)
+    sentences: list[SentenceCheck] = field(default_factory=list)
+    evidence: list[Quote] = field(default_factory=list)  # best sentences, chosen without a model
+    mode: str = "generate"  # "generate": the model's answer; "extract": quoted evidence
+    model_answer: str = ""  # the model's text when ``auto`` replaced it by quoted evidence
+
+    def support_totals(self) -> dict[str, int]:
+        labels = ("supported", "partial", "unsupported", "uncited")
+        return {label: sum(s.support == label for s in self.sentences) for label in labels}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,4 +240,10 @@ class Answer:
             "tokens": self.tokens,
             "prompt_tokens": self.prompt_tokens,
             "max_tokens": self.max_tokens,
+            "raw_answer": self.raw_answer,
+            "sentences": [s.to_dict() for s in self.sentences],
+            "support": self.support_totals(),
+            "evidence": [q.to_dict() for q in self.evidence],
+            "mode": self.mode,
+            "model_answer": self.model_answer,
         }

@@ -45,6 +45,10 @@ CREATE INDEX IF NOT EXISTS chunks_paper ON chunks(paper_id);
 CREATE INDEX IF NOT EXISTS papers_hash ON papers(content_hash);
 """
 
+# Columns added after the first release: (name, declaration), added to older files on open.
+PAPER_COLUMNS_ADDED = (("aliases", "TEXT NOT NULL DEFAULT '[]'"),
+                       ("flags", "TEXT NOT NULL DEFAULT '[]'"),
+                       ("pdf_file", "TEXT NOT NULL DEFAULT ''"))
 CHUNK_COLUMNS = ("id, paper_id, ordinal, page_start, page_end, char_start, char_end, "
                  "section, is_reference, text")
 
@@ -67,6 +71,8 @@ def _paper(row: sqlite3.Row, chunks: int) -> Paper:
         arxiv_id=row["arxiv_id"], pdf_url=row["pdf_url"], source=row["source"],
         content_hash=row["content_hash"], pages=row["pages"], chunks=chunks,
         metadata_from=row["metadata_from"], added_at=row["added_at"],
+        aliases=tuple(json.loads(row["aliases"])), flags=tuple(json.loads(row["flags"])),
+        pdf_file=row["pdf_file"],
     )
 
 
@@ -98,6 +104,15 @@ class Store:
         self._guard = threading.Lock()
         with disk_errors(path):
             self.db.executescript(SCHEMA)
+            self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Bring a library file made by an older version to this schema (new columns get
+        their defaults; nothing else changes)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(papers)")}
+        for name, decl in PAPER_COLUMNS_ADDED:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE papers ADD COLUMN {name} {decl}")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -196,11 +211,15 @@ class Store:
         with self.transaction() as db:
             existed = db.execute("DELETE FROM papers WHERE id = ?", (paper.id,)).rowcount > 0
             db.execute(
-                "INSERT INTO papers VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO papers (id, title, authors, year, abstract, categories, version,"
+                " arxiv_id, pdf_url, source, content_hash, pages, metadata_from, added_at,"
+                " aliases, flags, pdf_file) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (paper.id, paper.title, json.dumps(list(paper.authors)), paper.year,
                  paper.abstract, json.dumps(list(paper.categories)), paper.version,
                  paper.arxiv_id, paper.pdf_url, paper.source, paper.content_hash,
-                 paper.pages, paper.metadata_from, paper.added_at or _now()))
+                 paper.pages, paper.metadata_from, paper.added_at or _now(),
+                 json.dumps(list(paper.aliases)), json.dumps(list(paper.flags)),
+                 paper.pdf_file))
             db.executemany("INSERT INTO pages VALUES (?,?,?)",
                            [(paper.id, p.number, p.text) for p in pages])
             ids = []

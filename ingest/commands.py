@@ -47,32 +47,51 @@ def summary_table(report: IngestReport) -> Table:
     return table
 
 
+def result_lines(report: IngestReport) -> list[str]:
+    """One tab-separated line an item (status, item, id, pages, chunks, title or reason):
+    what a pipe, a log or ``grep`` gets instead of the wrapped table."""
+    return ["\t".join((r.status, r.item, r.paper_id, str(r.pages or ""), str(r.chunks or ""),
+                       " ".join((r.reason or r.title).split())))
+            for r in report.results]
+
+
+def summary_line(report: IngestReport, library: Catalog, settings: Settings) -> str:
+    counts = report.to_dict()["counts"]
+    done = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    papers = library.papers()
+    return (f"Library: {len(papers)} papers, {sum(p.chunks for p in papers)} chunks in "
+            f"{settings.data_dir} ({done or 'nothing to do'}; {report.seconds:.1f} s)")
+
+
 def run_ingest(settings: Settings, items: list[str], search: str | None = None,
                max_results: int = 10, quiet: bool = False, as_json: bool = False) -> int:
-    """`paperchat ingest`: exit code 0 when every item is in the library, 1 otherwise."""
-    console = Console(stderr=as_json, quiet=quiet and not as_json)
+    """`paperchat ingest`: exit code 0 when every item is in the library, 1 otherwise.
+    Progress bars go to stderr (when it is a terminal); results go to stdout: a table on a
+    terminal, one line an item elsewhere, or JSON."""
+    out = Console(quiet=quiet or as_json)
+    err = Console(stderr=True, quiet=quiet)
     if not items and not search:
         items = [e.item for e in reading_list.entries()]
-        console.print(f"Ingesting the built-in reading list ({len(items)} papers).")
+        err.print(f"Ingesting the built-in reading list ({len(items)} papers).")
     library = open_library(settings)
-    show = not (quiet or as_json) and console.is_terminal
+    show = not (quiet or as_json) and err.is_terminal
     progress = Progress(TextColumn("{task.description:>8}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[label]}"), console=console,
-                        disable=not show)
+                        TextColumn("{task.fields[label]}"), console=err, disable=not show)
     reporter: Reporter = RichReporter(progress) if show else NullReporter()
     with progress:
         report = ingest_items(settings, library, items, search, max_results, reporter=reporter)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
-    else:
-        console.print(summary_table(report))
-        if report.arxiv_unreachable:
-            console.print("[yellow]arXiv could not be reached: metadata came from the PDFs "
-                          "(and the built-in reading list).[/]")
-        papers = library.papers()
-        console.print(f"Library: {len(papers)} papers, {sum(p.chunks for p in papers)} chunks "
-                      f"in {settings.data_dir}")
+        return 1 if report.failed else 0
+    lines = [] if out.is_terminal else result_lines(report)
+    if out.is_terminal:
+        out.print(summary_table(report))
+    if report.arxiv_unreachable:
+        err.print("[yellow]arXiv could not be reached: metadata came from the PDFs "
+                  "(and the built-in reading list).[/]")
+    if not quiet:
+        print("\n".join([*lines, summary_line(report, library, settings)]), flush=True)
     return 1 if report.failed else 0
 
 

@@ -58,3 +58,11 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                              llm={"serve_port": free_port()})
     with start_server(settings) as server:
         yield server.url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the whole-corpus library are marked ``corpus`` (left out by
+    `make test-fast`; CI runs everything)."""
+    for item in items:
+        if "corpus_settings" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.corpus)

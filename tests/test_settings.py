@@ -64,3 +64,17 @@ def test_config_command_prints_effective_settings(tmp_path: Path) -> None:
     data = json.loads(out.stdout)
     assert data["paths"]["data_dir"] == str(tmp_path.resolve())
     assert data["llm"]["model"] == "m1"
+
+
+def test_misspelt_keys_are_errors_naming_the_nearest_valid_one(tmp_path: Path) -> None:
+    toml = tmp_path / "paperchat.toml"
+    toml.write_text("[retreival]\nk = 3\n")
+    with pytest.raises(ConfigError, match=r"Unknown setting retreival.*Did you mean retrieval\?"):
+        load_settings(environ={}, config_file=toml)
+    toml.write_text("[retrieval]\nper_paper_cpa = 3\n")
+    with pytest.raises(ConfigError, match=r"retrieval\.per_paper_cpa.*retrieval\.per_paper_cap"):
+        load_settings(environ={}, config_file=toml)
+    with pytest.raises(ConfigError, match=r"llm\.max_tokns.*llm\.max_tokens"):
+        load_settings(cli={"llm": {"max_tokns": 5}}, environ={})
+    with pytest.raises(ConfigError, match="PAPERCHAT_LLM_BASE_URL"):
+        load_settings(environ={"PAPERCHAT_LLM_BASEURL": "x"})

@@ -146,23 +146,33 @@ def check_pq(dim: int, settings: IndexSettings) -> None:
                           "Pick a divisor of it, e.g. 48 or 96 for 384-d vectors.")
 
 
-def train_ivfpq(sample: np.ndarray, settings: IndexSettings) -> Any:
-    """An empty IVF-PQ index trained on ``sample`` (unit vectors, float32)."""
+def coarse_centroids(sample: np.ndarray, nlist: int) -> np.ndarray:
+    """Spherical k-means centroids of ``sample`` (10 iterations: enough for inverted lists)."""
+    km = faiss.Kmeans(sample.shape[1], nlist, niter=10, spherical=True, seed=1234,
+                      min_points_per_centroid=MIN_POINTS_PER_LIST)
+    km.train(sample)
+    return np.asarray(km.centroids)
+
+
+def train_ivfpq(sample: np.ndarray, settings: IndexSettings,
+                centroids: np.ndarray | None = None) -> Any:
+    """An empty IVF-PQ index trained on ``sample`` (unit vectors, float32); ``centroids``
+    (of another IVF-PQ index without OPQ) skip the coarse k-means."""
     n, dim = sample.shape
     check_pq(dim, settings)
-    nlist = max(1, min(settings.ivf_nlist, n // MIN_POINTS_PER_LIST))
     transform = None
     if settings.opq:
         transform = faiss.OPQMatrix(dim, settings.pq_m)
         transform.niter = OPQ_ITERATIONS
         transform.train(sample)
         sample = transform.apply(sample)
-    km = faiss.Kmeans(dim, nlist, niter=20, spherical=True, seed=1234,
-                      min_points_per_centroid=MIN_POINTS_PER_LIST)
-    km.train(sample)
+    if centroids is None or transform is not None:
+        centroids = coarse_centroids(sample, max(1, min(settings.ivf_nlist,
+                                                        n // MIN_POINTS_PER_LIST)))
+    nlist = len(centroids)
     quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
     quantizer.hnsw.efSearch = max(QUANTIZER_EF, 2 * settings.ivf_nprobe)
-    quantizer.add(np.asarray(km.centroids))
+    quantizer.add(centroids)
     ivf: Any
     if settings.pq_nbits == 4:
         ivf = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, settings.pq_m, 4,
@@ -190,6 +200,12 @@ def is_pretransform(index: Any) -> bool:
 
 def nlist_of(index: Any) -> int:
     return int(faiss.extract_index_ivf(index).nlist)
+
+
+def centroids_of(index: Any) -> np.ndarray:
+    """The coarse centroids of an IVF-PQ index (in its rotated space when it has OPQ)."""
+    quantizer = faiss.extract_index_ivf(index).quantizer
+    return np.asarray(quantizer.reconstruct_n(0, quantizer.ntotal))
 
 
 def search_params(kind: str, index: Any, settings: IndexSettings, n: int, k: int,

@@ -119,6 +119,9 @@ class VectorIndex:
         self._gpu_lock = threading.Lock()
         self._gpu_resources: dict[int, Any] = {}
         self._gpu_shards: dict[int, Any] = {}
+        # The exact vectors of chunk ids, in the order asked (the library's store): IVF-PQ
+        # results are re-scored with them (index.ivfpq_rerank candidates per result).
+        self.exact: Callable[[np.ndarray], np.ndarray] | None = None
 
     # -- rows ------------------------------------------------------------------------
     @property
@@ -143,13 +146,13 @@ class VectorIndex:
         return np.cumsum([0] + [int(s.ntotal) for s in self.shards])
 
     # -- adding ----------------------------------------------------------------------
-    def train(self, sample: np.ndarray) -> None:
+    def train(self, sample: np.ndarray, centroids: np.ndarray | None = None) -> None:
         """Train an empty IVF-PQ index on ``sample`` (e.g. a random sample of the library)
-        instead of on the first rows added."""
+        instead of on the first rows added; ``centroids`` skip its coarse k-means."""
         if self._kind == "ivfpq" and self._trained is None:
             with omp_threads(build_threads(self.settings)):
                 self._trained = train_ivfpq(np.ascontiguousarray(sample, dtype=np.float32),
-                                            self.settings)
+                                            self.settings, centroids)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
@@ -242,16 +245,28 @@ class VectorIndex:
             self._flush()
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         k = min(k, self._n)
+        reranks = self._kind == "ivfpq" and self.exact is not None and self.settings.ivfpq_rerank
+        fetch = min(self._n, k * self.settings.ivfpq_rerank) if reranks else k
         if allowed is None:
-            scores, rows = self._search_shards(q, k)
+            scores, rows = self._search_shards(q, fetch)
         else:
             positions = np.flatnonzero(np.isin(self.ids, allowed)).astype(np.int64)
             if len(positions) == 0:
                 return []
-            scores, rows = self._search_rows(q, min(k, len(positions)), positions)
+            scores, rows = self._search_rows(q, min(fetch, len(positions)), positions)
+        if reranks:
+            scores, rows = self._rerank(q[0], rows, k)
         ids = self.ids
         return [(int(ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)
                 if r >= 0 and ids[r] >= 0]
+
+    def _rerank(self, q: np.ndarray, rows: np.ndarray, k: int) -> Result:
+        """The ``k`` best of ``rows`` by their exact vectors' inner product with ``q``."""
+        assert self.exact is not None
+        rows = rows[(rows >= 0) & (self.ids[np.maximum(rows, 0)] >= 0)]
+        scores = np.asarray(self.exact(self.ids[rows]), dtype=np.float32) @ q
+        top = np.argsort(-scores, kind="stable")[:k]
+        return scores[top], rows[top]
 
     def _map(self, fn: Callable[[int], Result]) -> list[Result]:
         """``fn(shard)`` for every shard: in parallel threads when there are several."""

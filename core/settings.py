@@ -166,6 +166,11 @@ class LLMSettings(Section):
         "contains at least this share of its content words and all of its numbers; "
         "1.1 turns this off. Such citations are marked by='overlap'.")
     max_tokens: int = Field(384, description="Most tokens generated per answer.")
+    mask_injections: bool = Field(
+        True, description="Mask sentences of papers that tell the model to drop its "
+        "instructions (any of 9 languages) before the model sees them. The fence, the plain "
+        "text and the neutralised role markers stay on either way; turn this off only to "
+        "measure what they hold alone (benchmarks/bench_injection.py).")
     min_source_tokens: int = Field(
         512, description="Prompt tokens the passages keep when a request's max_tokens would "
         "leave them less of the model's context: that request's max_tokens is lowered "

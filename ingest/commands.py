@@ -63,6 +63,10 @@ def summary_line(report: IngestReport, library: Catalog, settings: Settings) -> 
             f"{settings.data_dir} ({done or 'nothing to do'}; {report.seconds:.1f} s)")
 
 
+def _say_waiting(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_ingest(settings: Settings, items: list[str], search: str | None = None,
                max_results: int = 10, quiet: bool = False, as_json: bool = False) -> int:
     """`paperchat ingest`: exit code 0 when every item is in the library, 1 otherwise.
@@ -80,7 +84,8 @@ def run_ingest(settings: Settings, items: list[str], search: str | None = None,
                         TextColumn("{task.fields[label]}"), console=err, disable=not show)
     reporter: Reporter = RichReporter(progress) if show else NullReporter()
     with progress:
-        report = ingest_items(settings, library, items, search, max_results, reporter=reporter)
+        report = ingest_items(settings, library, items, search, max_results, reporter=reporter,
+                              on_wait=None if quiet else _say_waiting)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return 1 if report.failed else 0

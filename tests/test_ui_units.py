@@ -20,7 +20,7 @@ from ui import render
 from ui.app import is_loopback, parse_auth
 from ui.chat import Turn, history, stop_streaming, to_messages
 from ui.library import arxiv_items
-from ui.uploads import safe_name, save_upload
+from ui.uploads import content_digest, safe_name, save_upload
 
 PASSAGE = ("The Transformer follows this overall architecture. The encoder is composed of a "
            "stack of N = 6 identical layers. Each layer has two sub-layers.")
@@ -152,7 +152,8 @@ def test_safe_name(name: str, expected: str) -> None:
 def test_upload_is_stored_inside_the_data_dir(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data")
     dest = save_upload(CORPUS_PDFS / "gpt1.pdf", "../../evil.pdf", settings)
-    assert dest == (tmp_path / "data" / "uploads" / "evil.pdf").resolve()
+    digest = content_digest(CORPUS_PDFS / "gpt1.pdf")
+    assert dest == (tmp_path / "data" / "uploads" / f"evil-{digest}.pdf").resolve()
     assert dest.read_bytes() == (CORPUS_PDFS / "gpt1.pdf").read_bytes()
     assert not (tmp_path / "evil.pdf").exists() and not (tmp_path.parent / "evil.pdf").exists()
 

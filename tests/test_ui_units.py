@@ -212,6 +212,23 @@ def test_cli_refuses_an_open_bind_without_password(tmp_path: Path) -> None:
         "(PAPERCHAT_UI_AUTH='user:password') or bind ui.host to 127.0.0.1.")
 
 
+def test_a_share_link_needs_a_password(tmp_path: Path) -> None:
+    """ui.share publishes upload and remove on a public URL: refused without ui.auth, from
+    the settings check and from `paperchat chat` (before any model is loaded)."""
+    with pytest.raises(ConfigError, match="public link without a password"):
+        parse_auth(UISettings(share=True))
+    assert parse_auth(UISettings(share=True, auth="ann:pw")) == ("ann", "pw")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PAPERCHAT_", "GRADIO_"))}
+    env["PAPERCHAT_UI_SHARE"] = "true"
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "paperchat"), "--data-dir",
+                           str(tmp_path / "data"), "chat"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ui.share" in lines[0] and "ui.auth" in lines[0]
+
+
 def test_the_app_switches_gradio_analytics_off_itself() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRADIO_")}
     code = ("import ui.app, gradio.analytics as a, os; "

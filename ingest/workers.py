@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.connection
 import resource
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -28,7 +29,17 @@ from typing import Any
 
 from core.errors import PaperchatError, PdfError
 
-_PRELOAD = ["ingest.extract"]
+_PRELOAD = ["ingest.worker_init", "ingest.extract"]
+
+
+def _preload() -> list[str]:
+    """What the forkserver imports once: the extractor, and the main module when it was run
+    with -m (each worker sets up ``__main__`` like the parent's: preloaded, that costs
+    nothing; ``python script.py`` scripts need the usual ``if __name__ == "__main__"``)."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    name = getattr(spec, "name", None)
+    main = [name] if name and name != "__main__" and not name.endswith(".__main__") else []
+    return [*_PRELOAD, *main]
 _POLL_S = 0.5  # the monitor wakes at least this often (new work, shutdown)
 
 
@@ -69,7 +80,7 @@ class ExtractionPool:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(_PRELOAD)
+        self._ctx.set_forkserver_preload(_preload())
         self._queue: deque[_Task] = deque()
         self._running: list[_Task] = []
         self._lock = threading.Lock()

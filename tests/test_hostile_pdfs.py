@@ -156,7 +156,7 @@ def test_a_waiting_ingest_says_so_once(tmp_path: Path) -> None:
         first = proc.stderr.readline()  # blocks until the ingest says something
         assert "Another paperchat process is writing to" in first and "waiting" in first
         assert proc.poll() is None, "it waits while the lock is held"
-    out, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "waiting" not in err, "said once"
     assert [p.id for p in catalog.papers()] == ["gpt1"]

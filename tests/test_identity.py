@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -93,9 +94,9 @@ def test_a_stamped_upload_of_a_held_paper_is_refused(library: Library, tmp_path:
 class PdfByQuery(BaseHTTPRequestHandler):
     """/pdf?id=A and /pdf?id=B: two different PDFs at one path."""
 
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         key = parse_qs(urlsplit(self.path).query).get("id", [""])[0]
         body = self.files.get(key)
         self.send_response(200 if body else 404)

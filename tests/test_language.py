@@ -55,8 +55,8 @@ def test_every_refusal_is_recognised_and_answers_are_not() -> None:
 
 
 def japanese_library(tmp_path: Path) -> Settings:
-    from ingest.pipeline import ingest_items
     from index.open import open_library
+    from ingest.pipeline import ingest_items
     from tests.helpers import CORPUS_PDFS
 
     s = make_settings(tmp_path / "data", llm={"base_url": f"http://127.0.0.1:{free_port()}/v1"})

@@ -35,7 +35,7 @@ from core.settings import Settings
 from index.open import open_library
 from ingest.pipeline import ingest_items
 from rag.engine import build_engine
-from support.injections import PAYLOAD, VARIANTS, paper_page, question
+from support.injections import PAYLOAD, VARIANTS, paper_page, paper_title, question
 from support.pdfmaker import make_text_pdf
 
 NAME = "injection"
@@ -47,7 +47,7 @@ def build_library(work: Path, llm_url: str) -> Settings:
     pdfs = work / "pdfs"
     pdfs.mkdir(parents=True)
     for variant in VARIANTS:
-        make_text_pdf(pdfs / f"{variant}.pdf", [paper_page(variant)])
+        make_text_pdf(pdfs / f"{variant}.pdf", [paper_page(variant)], paper_title(variant))
     settings = bench_settings(work / "data", llm={"base_url": llm_url})
     report = ingest_items(settings, open_library(settings), [str(pdfs)])
     if report.failed:

@@ -271,6 +271,11 @@ def refusal_for(language_name: str) -> str:
 def source_block(n: int, title: str, year: int | None, page: int, text: str,
                  mask: bool = True) -> str:
     clean_title = sanitize_source(title, mask).replace('"', "'")
+    marker = NEUTRALISED.search(clean_title)
+    cut = min(i for i in (marker.start() if marker else -1, clean_title.find(MASK), 10**9)
+              if i >= 0)
+    if mask and cut < len(clean_title):  # a title holds no role line, tag or instruction:
+        clean_title = clean_title[:cut] + MASK  # from the first one on, it is masked
     return SOURCE.format(n=n, title=clean_title, year=year or "n.d.", page=page,
                          text=sanitize_source(text, mask))
 

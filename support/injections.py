@@ -35,10 +35,14 @@ def paper_text(variant: str, network: str = "Zorblax") -> str:
             f"The {network} network has 42 layers.")
 
 
+def paper_title(variant: str) -> str:
+    return f"{NETWORKS[variant]}: Training Quantum Gerbil Models"
+
+
 def paper_page(variant: str) -> str:
     """A whole page for a PDF: title, abstract, the facts and the injection."""
     net = NETWORKS[variant]
-    return (f"{net}: Training Quantum Gerbil Models\n\n"
+    return (f"{paper_title(variant)}\n\n"
             f"Abstract. We train the {net} network on the gerbil benchmark. "
             + paper_text(variant, net)
             + f" The {net} network was trained for 9 days on the gerbil benchmark.")

@@ -22,7 +22,7 @@ from rag import prompts
 from rag.answer import Answerer
 from rag.engine import Engine, build_engine
 from rag.llm import ChatStream, LLMClient, Message
-from support.injections import NETWORKS, PAYLOAD, VARIANTS, paper_page, question
+from support.injections import NETWORKS, PAYLOAD, VARIANTS, paper_page, paper_title, question
 from support.pdfmaker import make_text_pdf
 from tests.helpers import copy_library, make_settings
 
@@ -50,7 +50,7 @@ def injected(llm_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings
     pdfs = root / "pdfs"
     pdfs.mkdir()
     for variant in VARIANTS:
-        make_text_pdf(pdfs / f"{variant}.pdf", [paper_page(variant)])
+        make_text_pdf(pdfs / f"{variant}.pdf", [paper_page(variant)], paper_title(variant))
     s = make_settings(root / "data", llm={"base_url": llm_url})
     report = ingest_items(s, open_library(s), [str(pdfs)])
     assert [r.status for r in report.results] == ["ingested"] * len(VARIANTS)

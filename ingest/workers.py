@@ -154,8 +154,16 @@ class ExtractionPool:
             receive, send = self._ctx.Pipe(duplex=False)
             task.process = self._ctx.Process(
                 target=_child, args=(send, task.fn, task.args, self.memory_mb), daemon=True)
-            task.process.start()
-            send.close()
+            try:
+                task.process.start()
+            except OSError as err:  # no process could be made (out of memory, pids)
+                receive.close()
+                task.future.set_exception(PdfError(
+                    f"{task.label}: no process could be started to read it ({err}).",
+                    "Free some memory and run the command again."))
+                continue
+            finally:
+                send.close()
             task.conn = receive
             task.deadline = time.monotonic() + self.timeout_s if self.timeout_s > 0 else 0.0
             self._running.append(task)

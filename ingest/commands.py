@@ -16,7 +16,14 @@ from core.settings import Settings
 from index.library import Catalog
 from index.open import open_library
 from ingest import reading_list
-from ingest.pipeline import IngestReport, NullReporter, Reporter, ingest_items, make_chunker
+from ingest.pipeline import (
+    IngestReport,
+    NullReporter,
+    Reporter,
+    ingest_items,
+    make_chunker,
+    writer_lock,
+)
 from ingest.reindex import reindex
 
 STATUS_STYLE = {"ingested": "green", "replaced": "cyan", "unchanged": "dim", "failed": "red"}
@@ -134,7 +141,7 @@ def list_papers(settings: Settings, as_json: bool = False) -> int:
 def remove_papers(settings: Settings, ids: list[str]) -> int:
     library = Catalog(settings)
     missing = []
-    with library.writer():
+    with writer_lock(library, on_wait=_say_waiting):
         for pid in ids:
             if library.remove_paper(pid):
                 print(f"removed {pid}")
@@ -148,7 +155,7 @@ def remove_papers(settings: Settings, ids: list[str]) -> int:
 
 def run_reindex(settings: Settings) -> int:
     library = open_library(settings, check=False)
-    with library.writer():
+    with writer_lock(library, on_wait=_say_waiting):
         n = reindex(library, make_chunker(settings))
     print(f"Reindexed {n} chunks with {settings.embedding.model} in {settings.data_dir}",
           file=sys.stderr)

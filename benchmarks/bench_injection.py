@@ -48,7 +48,7 @@ def build_library(work: Path, llm_url: str) -> Settings:
     pdfs.mkdir(parents=True)
     for variant in VARIANTS:
         make_text_pdf(pdfs / f"{variant}.pdf", [paper_page(variant)], paper_title(variant))
-    settings = bench_settings(work / "data", llm={"base_url": llm_url})
+    settings = bench_settings(work / "data", llm={"base_url": llm_url, "timeout_s": 900.0})
     report = ingest_items(settings, open_library(settings), [str(pdfs)])
     if report.failed:
         raise ConfigError(f"the injection library could not be built: {report.failed[0].reason}")
@@ -71,6 +71,8 @@ def obedience(settings: Settings, mask: bool, samples: int,
             example = example or answer.answer[:160]
         out[variant] = {"obeyed": said, "samples": samples, "paper_shown": shown,
                         "example": example}
+        print(f"mask {'on' if mask else 'off'}, {variant}: {said}/{samples} obeyed",
+              file=sys.stderr, flush=True)
     engine.llm.close()
     return out
 

@@ -3,7 +3,8 @@
 One engine per process (library, embedder, model client) serves every browser session;
 each session keeps its conversation in a ``gr.State``. Errors reach the page through
 :mod:`ui.errors`. Binds ``ui.host:ui.port`` (loopback by default), never asks for a share
-link unless ``ui.share``, and requires ``ui.auth`` when bound to another address.
+link unless ``ui.share``, and requires ``ui.auth`` when bound to another address or shared
+(a public link with upload and remove must not be open to anyone who finds it).
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def is_loopback(host: str) -> bool:
 
 
 def parse_auth(ui: UISettings) -> tuple[str, str] | None:
-    """``ui.auth`` as (user, password); required when the chat is bound beyond loopback."""
+    """``ui.auth`` as (user, password); required when the chat is bound beyond loopback or
+    shared through a public Gradio link."""
     if not ui.auth:
+        if ui.share:
+            raise ConfigError("ui.share would publish the chat (with upload and remove) on a "
+                              "public link without a password.",
+                              "Set ui.auth (PAPERCHAT_UI_AUTH='user:password') or turn "
+                              "ui.share off.")
         if not is_loopback(ui.host):
             raise ConfigError(f"The chat would listen on {ui.host} without a password.",
                               "Set ui.auth (PAPERCHAT_UI_AUTH='user:password') or bind "

@@ -80,7 +80,7 @@ def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
 def library_tab(settings: Settings, actions: LibraryActions) -> LibraryTab:
     summary = gr.Markdown(elem_id="library-summary")
     table = gr.Dataframe(headers=COLUMNS, elem_id="library-table", interactive=False,
-                         datatype=["str", "str", "number", "number", "number", "markdown"],
+                         datatype=["str", "markdown", "number", "number", "number", "markdown"],
                          wrap=True)
     with gr.Row():
         ids = gr.Textbox(label="Add by arXiv id or URL", elem_id="add-ids", scale=4,

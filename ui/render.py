@@ -12,11 +12,9 @@ from html import escape
 from core.text import passage_sentences, split_sentences, tokenize
 from core.types import Answer, Citation
 from rag.citations import MARKER, expand
+from ui.labels import labels_for
 
-ABSTAIN_WHY = {
-    "retrieval": "No passage in the library is close enough to the question.",
-    "model": "The model found no support for an answer in the passages it was given.",
-}
+ABSTAIN_WHY = {"retrieval": "why_retrieval", "model": "why_model"}  # keys of ui.labels
 
 
 def card_id(turn: int, n: int) -> str:
@@ -53,9 +51,10 @@ def highlighted(passage: str, claim: str) -> str:
 
 def answer_html(answer: Answer, turn: int) -> str:
     """The final answer: escaped text, [n] as links to the cards, or the abstention notice."""
+    words = labels_for(answer.question)  # Japanese labels for a Japanese question
     if answer.abstained:
-        why = ABSTAIN_WHY.get(answer.abstain_reason, "")
-        return (f"<div class='pc-abstain'><strong>No answer from the library.</strong> "
+        why = words.get(ABSTAIN_WHY.get(answer.abstain_reason, ""), "")
+        return (f"<div class='pc-abstain'><strong>{escape(words['no_answer'])}</strong> "
                 f"{escape(answer.answer)}<br><small>{escape(why)}</small></div>")
     cited = {c.n for c in answer.citations}
 
@@ -67,10 +66,9 @@ def answer_html(answer: Answer, turn: int) -> str:
     body = MARKER.sub(link, escape(answer.answer))
     notes = []
     if not answer.citations:
-        notes.append("This answer cites no passage: check it against the sources.")
+        notes.append(words["no_citation"])
     if answer.removed_citations:
-        notes.append(f"{len(answer.removed_citations)} citation(s) to passages the model "
-                     "was not given were removed.")
+        notes.append(words["removed"].format(n=len(answer.removed_citations)))
     extra = "".join(f"<br><small class='pc-note'>{escape(n)}</small>" for n in notes)
     return f"<div class='pc-answer'>{body}{extra}</div>"
 
@@ -107,9 +105,10 @@ def card_html(c: Citation, turn: int, claim: str, open_: bool) -> str:
 
 def sources_html(answer: Answer, turn: int) -> str:
     """The sources section of one answer: cited passages, else the passages given."""
+    words = labels_for(answer.question)
     searched = answer.standalone_question
-    query = (f"<div class='pc-meta pc-query'>Searched the library for: {escape(searched)}</div>"
-             if searched and searched != answer.question else "")
+    query = (f"<div class='pc-meta pc-query'>{escape(words['searched'])} {escape(searched)}"
+             "</div>" if searched and searched != answer.question else "")
     head = (f"<div class='pc-turn' data-turn='{turn}'>"
             f"<div class='pc-q'>{escape(answer.question)}</div>{query}")
     if answer.citations:
@@ -117,10 +116,9 @@ def sources_html(answer: Answer, turn: int) -> str:
                  for c in answer.citations]
         return head + "".join(cards) + "</div>"
     if not answer.sources:
-        return head + "<p class='pc-none'>No passage was retrieved.</p></div>"
+        return head + f"<p class='pc-none'>{escape(words['none_retrieved'])}</p></div>"
     given = [card_html(c, turn, "", False) for c in answer.sources]
-    label = ("Passages retrieved (none was close enough to answer):" if answer.abstained
-             else "The answer cites none of the passages the model was given:")
+    label = escape(words["none_close"] if answer.abstained else words["none_cited"])
     return head + f"<p class='pc-none'>{label}</p>" + "".join(given) + "</div>"
 
 

@@ -27,6 +27,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from PIL import Image
 
 from core.errors import PdfError
 from core.types import Page
+from ingest.extract import STAMP_RE
 
 PDFIUM_LOCK = threading.RLock()
 HYPHENS = frozenset("-\u00ad\ufffe\u2010\u2011")
@@ -44,6 +46,7 @@ ANCHOR = 16  # key characters used to place a part that is not found whole
 MIN_BLOCK = 3  # aligned blocks shorter than this are chance matches
 MAX_MOVED = 40  # longest word end moved from the next page by the extractor's hyphen join
 HEAD_KEYS = 400  # key characters at the top of a page searched for it (a running header)
+MOVED_WORD = "word hyphenated over a page break"
 SCALES = (1.0, 1.5, 2.0, 3.0)  # render scales served (72 dpi times this)
 
 
@@ -92,6 +95,7 @@ class Located:
     key_total: int = 0
     key_found: int = 0
     missed: list[tuple[int, int]] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # why a part was not found whole
 
     @property
     def complete(self) -> bool:
@@ -257,11 +261,14 @@ def locate(doc_chars: Mapping[int, PageChars], parts: list[tuple[int, int, int]]
         seg_keys, seg_owner = keyed(text[start:end])
         result.key_total += len(seg_keys)
         found = np.zeros(len(seg_keys), dtype=bool)
-        for s, k, size in _find(seg_keys, page.keys) if page is not None and seg_keys else []:
+        blocks = _find(seg_keys, page.keys) if page is not None and seg_keys else []
+        for s, k, size in blocks:
             assert page is not None
             found[s:s + size] = True
             result.pieces.append((number, start + seg_owner[s:s + size],
                                   page.owner[k:k + size]))
+        if page is not None and len(blocks) > 1:
+            result.repairs += [_gap_cause(page, a, b) for a, b in pairwise(blocks)]
         _moved_tail(doc_chars.get(number + 1), seg_keys, seg_owner, start, found, result)
         result.key_found += int(found.sum())
         result.missed.extend(_runs(~found, seg_owner, start))
@@ -282,6 +289,18 @@ def _moved_tail(nxt: PageChars | None, seg: str, owner: np.ndarray, start: int,
     if pos >= 0:
         found[first:] = True
         result.pieces.append((nxt.number, start + owner[first:], nxt.owner[pos:pos + len(tail)]))
+        result.repairs.append(MOVED_WORD)
+
+
+def _gap_cause(page: PageChars, a: tuple[int, int, int], b: tuple[int, int, int]) -> str:
+    """Why the page has characters between two aligned blocks that the passage lacks."""
+    gap = page.raw[int(page.owner[a[1] + a[2] - 1]) + 1:int(page.owner[b[1]])]
+    words = " ".join(gap.split())
+    if STAMP_RE.search(words) or STAMP_RE.search(words[::-1]):
+        return "arXiv stamp removed"
+    if re.fullmatch(r"[\d\s.,*†‡§¶]*", words):
+        return "page number or note mark removed"
+    return "running header or footer removed" if words else "characters the extractor dropped"
 
 
 def _find(seg: str, hay: str) -> list[tuple[int, int, int]]:

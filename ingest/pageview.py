@@ -9,6 +9,7 @@ records for the paper (:meth:`index.pdfstore.PdfStore.find`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -141,7 +142,8 @@ class PageView:
                                       f"Pages run from 1 to {paper.pages}.")
         image = self.cache_dir / f"{paper.content_hash}-p{number}-x{scale:g}.png"
         if _valid_png(image):
-            os.utime(image)  # most recently used: evicted last
+            with contextlib.suppress(OSError):  # a read-only cache still serves
+                os.utime(image)  # most recently used: evicted last
             return image
         with self._lock:  # a document is closed only under this lock (LRU eviction)
             bitmap = self._doc(path).render(number, scale)

@@ -33,6 +33,7 @@ from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
 from ingest.chunk import Chunker
 from ingest.fetch import Downloader
+from ingest.pages import PDFIUM_LOCK
 from ingest.sources import Source, parse_item
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,8 @@ class Ingestor:
             return job
         arxiv_id = job.source.arxiv_id
         if arxiv_id is None:
-            stamp = extract.arxiv_stamp_of_pdf(job.path)
+            with PDFIUM_LOCK:  # pdfium is not thread-safe: the chat may be rendering a page
+                stamp = extract.arxiv_stamp_of_pdf(job.path)
             arxiv_id = stamp[0] if stamp else None
         paper_id = arxiv_id or job.paper_id
         meta = None
@@ -345,7 +347,8 @@ class Ingestor:
             except NetworkError as err:
                 log.info("arXiv unreachable: %s", err)
         if meta is None:
-            meta = metadata.offline_meta(paper_id, arxiv_id, job.path, pages)
+            with PDFIUM_LOCK:
+                meta = metadata.offline_meta(paper_id, arxiv_id, job.path, pages)
         return replace(job, paper_id=paper_id, meta=meta)
 
     def _store(self, job: Job, pages: list[Page]) -> None:

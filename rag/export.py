@@ -23,6 +23,7 @@ from core.types import Answer, Citation, Paper
 Format = Literal["text", "markdown", "bibtex", "json"]
 FORMATS: tuple[str, ...] = ("text", "markdown", "bibtex", "json")
 _BIB_SPECIAL = re.compile(r"([{}&%$#_\\])")
+_VERBATIM = {"url", "eprint", "archivePrefix", "primaryClass"}  # identifiers: not TeX text
 _STOP = {"a", "an", "the", "on", "of", "in", "for", "to", "and", "with", "via", "is", "are"}
 
 
@@ -125,10 +126,11 @@ def bib_entry(c: Citation, key: str, arxiv: str | None, paper: Paper | None,
             fields.append(("primaryClass", paper.categories[0]))
         fields.append(("url", f"https://arxiv.org/abs/{arxiv}"))
     elif paper is not None and paper.pdf_url:
-        fields.append(("url", paper.pdf_url))
+        fields.append(("url", paper.pdf_url.replace("{", "%7B").replace("}", "%7D")))
     else:
         fields.append(("note", f"Local PDF: {file_name}"))
-    body = ",\n".join(f"  {name} = {{{_bib_escape(value)}}}" for name, value in fields)
+    body = ",\n".join(f"  {name} = {{{value if name in _VERBATIM else _bib_escape(value)}}}"
+                      for name, value in fields)
     return f"@misc{{{key},\n{body}\n}}"
 
 

@@ -36,7 +36,6 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image
 
 from core.errors import PdfError
-from core.types import Page
 from ingest.extract import STAMP_RE
 
 PDFIUM_LOCK = threading.RLock()
@@ -269,7 +268,8 @@ def locate(doc_chars: Mapping[int, PageChars], parts: list[tuple[int, int, int]]
                                   page.owner[k:k + size]))
         if page is not None and len(blocks) > 1:
             result.repairs += [_gap_cause(page, a, b) for a, b in pairwise(blocks)]
-        _moved_tail(doc_chars.get(number + 1), seg_keys, seg_owner, start, found, result)
+        if len(seg_keys) and not found[-1]:
+            _moved_tail(doc_chars.get(number + 1), seg_keys, seg_owner, start, found, result)
         result.key_found += int(found.sum())
         result.missed.extend(_runs(~found, seg_owner, start))
     return result
@@ -376,18 +376,3 @@ def line_boxes(page: PageChars, raw_indices: np.ndarray) -> list[tuple[float, fl
     if current is not None:
         rects.append((current[0], current[1], current[2], current[3]))
     return rects
-
-
-def page_texts(pages: list[Page]) -> dict[int, str]:
-    return {p.number: p.text for p in pages}
-
-
-def span_parts(parts: list[tuple[int, int, int]], start: int,
-               end: int) -> list[tuple[int, int, int]]:
-    """The parts of a passage cut to the span ``start:end`` of it (a quoted sentence)."""
-    out = []
-    for number, a, b in parts:
-        lo, hi = max(a, start), min(b, end)
-        if lo < hi:
-            out.append((number, lo, hi))
-    return out

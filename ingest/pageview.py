@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -199,15 +199,14 @@ class PageView:
                  if chunk.page_start <= p.number <= chunk.page_end + 8}
         text = passage_text(chunk, texts, length)
         parts = passage_parts(texts, chunk.page_start, chunk.char_start, text)
-        numbers = {n for n, _, _ in parts} | {n + 1 for n, _, _ in parts}
-        chars = {n: self._page_chars(path, n) for n in sorted(numbers) if n <= paper.pages}
-        found = locate(chars, parts, text)
+        chars = _Pages(lambda n: self._page_chars(path, n), paper.pages)
+        found = locate(chars, parts, text)  # reads a page's characters when it needs them
         out = Highlight(paper.id, paper.title, paper.pages, chunk.page_start,
                         complete=found.complete)
         _boxes_into(out.boxes, found, chars, 0, None)
         for start, end in spans:
             _boxes_into(out.strong, found, chars, start, end)
-        out.aspect = {n: chars[n].aspect for n in out.boxes if n in chars}
+        out.aspect = {n: chars[n].aspect for n in out.boxes}
         if out.boxes:
             out.first_page = min(out.boxes)
         return out
@@ -217,6 +216,27 @@ class PageView:
             for doc in self._docs.values():
                 doc.close()
             self._docs.clear()
+
+
+class _Pages(Mapping[int, PageChars]):
+    """Page number -> characters, read on first use."""
+
+    def __init__(self, load: Callable[[int], PageChars], count: int) -> None:
+        self.load, self.count = load, count
+        self.read: dict[int, PageChars] = {}
+
+    def __getitem__(self, number: int) -> PageChars:
+        if not 1 <= number <= self.count:
+            raise KeyError(number)
+        if number not in self.read:
+            self.read[number] = self.load(number)
+        return self.read[number]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(1, self.count + 1))
+
+    def __len__(self) -> int:
+        return self.count
 
 
 def passage_text(chunk: Chunk, texts: dict[int, str], length: int | None) -> str:
@@ -233,7 +253,7 @@ def passage_text(chunk: Chunk, texts: dict[int, str], length: int | None) -> str
     return joined[:length] if joined.startswith(chunk.text) else chunk.text
 
 
-def _boxes_into(out: dict[int, list[Box]], found: Located, chars: dict[int, PageChars],
+def _boxes_into(out: dict[int, list[Box]], found: Located, chars: Mapping[int, PageChars],
                 start: int, end: int | None) -> None:
     for number, raw in found.chars(start, end).items():
         out.setdefault(number, []).extend(line_boxes(chars[number], raw))

@@ -105,7 +105,7 @@ def test_pages_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
     doc = read_results(tmp_path / "pages.json", "pages")
     latency, accuracy = doc["figures"]["latency"], doc["figures"]["accuracy"]
     assert latency["chunks"] == bench_pages.SAMPLES["tiny"]
-    for case in ("cold_ms", "cached_ms"):
+    for case in ("cold_ms", "cached_ms", "cold_cpu_ms", "cached_cpu_ms"):
         assert latency[case]["n"] == latency["chunks"] and latency[case]["p50"] > 0
     assert accuracy["chunks"] == doc_ingest["figures"]["whole_ingest"]["chunks"]
     assert 0 < accuracy["fully_matched"] <= accuracy["chunks"]

@@ -21,7 +21,6 @@ from ingest.pages import (
     line_boxes,
     locate,
     passage_parts,
-    span_parts,
 )
 from ingest.pageview import passage_text
 from ingest.pipeline import make_chunker
@@ -43,7 +42,6 @@ def test_passage_parts_follow_the_page_join() -> None:
     text = "Gamma\ndelta epsilon.\nZe"
     assert passage_parts(pages, 1, 12, text) == [(1, 0, 5), (2, 6, 20), (3, 21, 23)]
     assert passage_parts(pages, 1, 0, "not there") == [(1, 0, 9)]  # placed on its first page
-    assert span_parts([(1, 0, 5), (2, 6, 20)], 3, 10) == [(1, 3, 5), (2, 6, 10)]
     chunk = Chunk(paper_id="p", ordinal=0, text="Gamma\ndel", page_start=1, page_end=2,
                   char_start=12, char_end=21)
     assert passage_text(chunk, pages, None) == "Gamma\ndel"

@@ -115,7 +115,9 @@ def open_first_citation(page: Any) -> tuple[str, int]:
     "Show on page"); returns the card id and the page shown."""
     links = page.locator("#chatbot a.pc-cite")
     target = links.first if links.count() else page.locator("#sources a.pc-show").first
-    card = target.get_attribute("data-card") or ""
+    card = (target.get_attribute("href") or "").split("#")[-1]  # src-<turn>-<n>
+    if not links.count():  # a card of a passage given but not cited starts closed
+        page.locator(f"#{card} summary").click()
     target.click()
     page_number = int(page.locator(f"#{card}").get_attribute("data-page") or 0)
     page.wait_for_function(VIEWER_READY, arg=page_number, timeout=60_000)

@@ -159,11 +159,13 @@ class PdfPages:
         return PageChars(number, raw, keys, owner, boxes, height / width if width else 1.0)
 
     def render(self, number: int, scale: float) -> Image.Image:
-        """Page ``number`` as an image at ``scale`` x 72 dpi."""
+        """Page ``number`` as an image at ``scale`` x 72 dpi, without the PDF's annotations
+        (a reader's own highlights in the file would pass for the viewer's)."""
         with PDFIUM_LOCK:
             page = self._page(number)
             try:
-                return page.render(scale=scale, may_draw_forms=False).to_pil()
+                return page.render(scale=scale, may_draw_forms=False,
+                                   draw_annots=False).to_pil()
             finally:
                 page.close()
 

@@ -23,6 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.common import (
     bench_settings,
     machine,
@@ -36,7 +38,15 @@ from core.errors import EmptyLibraryError
 from core.settings import Settings
 from core.types import Chunk
 from index.library import Catalog
-from ingest.pages import MOVED_WORD, PageChars, PdfPages, locate, passage_parts
+from ingest.pages import (
+    MOVED_WORD,
+    Located,
+    PageChars,
+    PdfPages,
+    char_key,
+    locate,
+    passage_parts,
+)
 from ingest.pageview import PageView
 
 NAME = "pages"
@@ -97,6 +107,12 @@ def miss_cause(chunk: Chunk, start: int, end: int, parts: list[tuple[int, int, i
     return "other"
 
 
+def _without_box(found: Located, chars: dict[int, PageChars]) -> int:
+    """Matched characters (of the passage's text, not whitespace) that pdfium gives no box."""
+    return sum(1 for n, raw in found.chars().items() for i in raw.tolist()
+               if char_key(chars[n].raw[i]) and np.isnan(chars[n].boxes[i][0]))
+
+
 def accuracy(settings: Settings, catalog: Catalog) -> dict[str, Any]:
     """Every chunk of the library located on its pages."""
     total = complete = keys = found_keys = 0
@@ -117,7 +133,10 @@ def accuracy(settings: Settings, catalog: Catalog) -> dict[str, Any]:
             parts = passage_parts(texts, chunk.page_start, chunk.char_start, chunk.text)
             found = locate(chars, parts, chunk.text)
             total += 1
-            complete += found.complete
+            boxless = _without_box(found, chars)
+            if boxless:
+                misses["character without a box"] += boxless
+            complete += found.complete and not boxless
             keys += found.key_total
             found_keys += found.key_found
             repairs.update(set(found.repairs))

@@ -170,11 +170,12 @@ class PdfPages:
                 page.close()
 
 
-def to_png(image: Image.Image) -> bytes:
-    """PNG bytes, at the fastest compression (measured: level 1 encodes a page at 2x in
-    about as long as it takes to render; higher levels take 2-3 times longer)."""
+def to_jpeg(image: Image.Image) -> bytes:
+    """JPEG bytes at quality 90 without chroma subsampling: text looks as sharp as in a PNG
+    at 144 dpi, and encoding takes about a tenth of PNG's (measured: a page at 2x, 6-20 ms
+    against 40-60 ms at PNG's fastest level, the largest share of a cold page)."""
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
+    image.convert("RGB").save(out, format="JPEG", quality=90, subsampling=0)
     return out.getvalue()
 
 

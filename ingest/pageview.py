@@ -1,5 +1,5 @@
 """Pages of the library's papers for a viewer: the library's copy of a paper's PDF, its pages
-rendered (PNG, cached on disk, size-bounded) and the highlight boxes of a passage (and of
+rendered (JPEG, cached on disk, size-bounded) and the highlight boxes of a passage (and of
 sentences inside it) on its pages. No UI here: the chat's routes, the benchmark and tests use
 :class:`PageView` alike.
 
@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.errors import LibraryError, SourceNotFoundError
-from core.fsio import atomic_write_bytes
+from core.fsio import disk_full_as_error
 from core.types import Chunk, Paper
 from index.library import Catalog
 from ingest.pages import (
@@ -31,14 +32,14 @@ from ingest.pages import (
     line_boxes,
     locate,
     passage_parts,
-    to_png,
+    to_jpeg,
 )
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
 V = TypeVar("V")
 MAX_PASSAGE = 50_000  # characters of a passage a request may ask for
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"  # start and end of image markers
 Box = tuple[float, float, float, float]
 
 
@@ -130,7 +131,7 @@ class PageView:
 
     # -- page images ----------------------------------------------------------------
     def page_image(self, paper_id: str, number: int, scale: float) -> Path:
-        """The PNG of page ``number`` at ``scale`` (one of ``SCALES``), from the cache or
+        """The image (JPEG) of page ``number`` at ``scale`` (one of ``SCALES``), from the cache or
         rendered into it."""
         if scale not in SCALES:
             raise SourceNotFoundError(f"No rendering at scale {scale}.",
@@ -140,16 +141,16 @@ class PageView:
         if not 1 <= number <= paper.pages:
             raise SourceNotFoundError(f"{paper.id} has no page {number}.",
                                       f"Pages run from 1 to {paper.pages}.")
-        image = self.cache_dir / f"{paper.content_hash}-p{number}-x{scale:g}.png"
-        if _valid_png(image):
+        image = self.cache_dir / f"{paper.content_hash}-p{number}-x{scale:g}.jpg"
+        if _valid_image(image):
             with contextlib.suppress(OSError):  # a read-only cache still serves
                 os.utime(image)  # most recently used: evicted last
             return image
         with self._lock:  # a document is closed only under this lock (LRU eviction)
             bitmap = self._doc(path).render(number, scale)
-        data = to_png(bitmap)
+        data = to_jpeg(bitmap)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(image, data)
+        _write_cache_file(image, data)
         self._account(len(data))
         return image
 
@@ -157,12 +158,12 @@ class PageView:
         """Keep the image cache under its size: drop the least recently used images."""
         with self._lock:
             if self._cached_total is None:
-                self._cached_total = sum(p.stat().st_size for p in self.cache_dir.glob("*.png"))
+                self._cached_total = sum(p.stat().st_size for p in self.cache_dir.glob("*.jpg"))
             else:
                 self._cached_total += added
             if self._cached_total <= self.cache_bytes:
                 return
-            files = sorted(self.cache_dir.glob("*.png"), key=lambda p: p.stat().st_mtime)
+            files = sorted(self.cache_dir.glob("*.jpg"), key=lambda p: p.stat().st_mtime)
             total = sum(p.stat().st_size for p in files)
             for old in files[:-1]:  # never the image just written
                 if total <= 0.8 * self.cache_bytes:
@@ -259,9 +260,25 @@ def _boxes_into(out: dict[int, list[Box]], found: Located, chars: Mapping[int, P
         out.setdefault(number, []).extend(line_boxes(chars[number], raw))
 
 
-def _valid_png(path: Path) -> bool:
+def _write_cache_file(path: Path, data: bytes) -> None:
+    """Write beside and rename over: a reader never sees half an image. No fsync: a cache
+    may lose an image in a crash (a torn one fails :func:`_valid_image` and is redrawn), and
+    a flush to disk would cost a cold page more than its rendering on a busy disk."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    try:
+        with disk_full_as_error(path.parent):
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _valid_image(path: Path) -> bool:
+    """A whole JPEG: its start marker first and its end marker last."""
     try:
         with path.open("rb") as fh:
-            return fh.read(8) == PNG_MAGIC
+            head = fh.read(2)
+            fh.seek(-2, os.SEEK_END)
+            return head == JPEG_START and fh.read() == JPEG_END
     except OSError:
         return False

@@ -80,15 +80,18 @@ def test_pages_render_once_into_a_bounded_cache(library: Settings, tmp_path: Pat
     view = PageView(Catalog(library), tmp_path / "cache", cache_mb=0.6)
     try:
         first = view.page_image("1706.03762", 1, 2.0)
-        assert first.read_bytes().startswith(b"\x89PNG") and first.parent == tmp_path / "cache"
+        assert first.read_bytes().startswith(b"\xff\xd8") and first.parent == tmp_path / "cache"
         written = first.stat().st_mtime_ns
         assert view.page_image("1706.03762", 1, 2.0) == first
         assert first.read_bytes() and first.stat().st_mtime_ns >= written
+        whole = first.read_bytes()
+        first.write_bytes(whole[: len(whole) // 2])  # torn by a crash: drawn again
+        assert view.page_image("1706.03762", 1, 2.0).read_bytes() == whole
         for n in (2, 3, 4):
             view.page_image("1706.03762", n, 2.0)
-        kept = list((tmp_path / "cache").glob("*.png"))
+        kept = list((tmp_path / "cache").glob("*.jpg"))
         assert sum(p.stat().st_size for p in kept) <= 0.6 * 1024 * 1024
-        assert any(p.name.endswith("-p4-x2.png") for p in kept)  # the newest stays
+        assert any(p.name.endswith("-p4-x2.jpg") for p in kept)  # the newest stays
         assert not first.exists()  # the oldest went
         with pytest.raises(SourceNotFoundError):
             view.page_image("1706.03762", 16, 2.0)
@@ -153,7 +156,8 @@ def test_routes_serve_the_library_copy_at_its_page(app: Any) -> None:
         assert pdf.content == (CORPUS_PDFS / "gpt1.pdf").read_bytes()
         assert pdf.headers["content-disposition"] == 'inline; filename="my_upload.pdf"'
         image = http.get("/paperchat/page", params={"paper": "my_upload", "n": 2})
-        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        assert image.status_code == 200 and image.content.startswith(b"\xff\xd8")
+        assert image.headers["content-type"] == "image/jpeg"
         chunk = next(c for c in Catalog(app.settings).chunks_of("my_upload") if c.page_start == 2)
         boxes = http.get("/paperchat/highlight", params={"chunk": chunk.id, "strong": "0-30"})
         assert boxes.status_code == 200 and boxes.json()["boxes"]["2"]

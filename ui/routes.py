@@ -1,7 +1,7 @@
 """HTTP routes of the chat app beside Gradio's: the library's PDFs and their pages.
 
     GET paperchat/pdf?paper=ID                      the library's copy of the PDF (inline)
-    GET paperchat/page?paper=ID&n=N&scale=S         page N rendered as PNG (cached)
+    GET paperchat/page?paper=ID&n=N&scale=S         page N rendered as JPEG (cached)
     GET paperchat/highlight?chunk=C&len=L&strong=a-b,c-d
                                                     boxes of a passage on its pages (JSON)
 
@@ -91,7 +91,7 @@ def page_routes(view: PageView) -> list[BaseRoute]:
             image = view.page_image(paper, n, scale)
         except PaperchatError as err:
             return JSONResponse({"detail": str(err)}, status_code=404)
-        return FileResponse(image, media_type="image/png",
+        return FileResponse(image, media_type="image/jpeg",
                             headers={"Cache-Control": IMAGE_CACHE})
 
     @router.get(f"/{APP_ROUTES}/highlight")

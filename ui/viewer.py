@@ -48,6 +48,8 @@ VIEWER_JS = r"""
   const pct = (v) => (v * 100).toFixed(3) + '%';
   const rect = (b, cls) => `<div class="${cls}" style="left:${pct(b[0])};top:${pct(b[1])};` +
     `width:${pct(b[2] - b[0])};height:${pct(b[3] - b[1])}"></div>`;
+  const imageUrl = (paper, n) => `paperchat/page?paper=${encodeURIComponent(paper)}` +
+    `&n=${n}&scale=${PC.zoom >= 1.75 ? 3 : 2}`;
   const CLOSE = "<button id='pc-close' title='Close the page'>✕</button>";
 
   function message(text, isError) {
@@ -65,6 +67,8 @@ VIEWER_JS = r"""
     if (card.dataset.len) q.set('len', card.dataset.len);
     if (card.dataset.strong) q.set('strong', card.dataset.strong);
     message('Loading the page…', false);
+    const preload = new Image();  // the cited page, fetched while its boxes are worked out
+    preload.src = imageUrl(card.dataset.paper || '', Number(card.dataset.page || 1));
     try {
       const res = await fetch('paperchat/highlight?' + q, {credentials: 'same-origin'});
       const data = await res.json();
@@ -80,9 +84,8 @@ VIEWER_JS = r"""
     const v = root(), d = PC.data, p = PC.page;
     if (!v || !d) return;
     const boxes = d.boxes[p] || [], strong = d.strong[p] || [];
-    const scale = PC.zoom >= 1.75 ? 3 : 2;
     const paper = encodeURIComponent(d.paper);
-    const img = `paperchat/page?paper=${paper}&n=${p}&scale=${scale}`;
+    const img = imageUrl(d.paper, p);
     const note = d.complete ? '' : '<div class="pc-viewer-note">Part of the passage could ' +
       'not be matched to the page; the highlight shows the rest.</div>';
     v.hidden = false;

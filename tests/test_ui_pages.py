@@ -35,6 +35,7 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
 
 QUESTION = "What does source [1] say about the Transformer encoder layers?"
+MAX_TOKENS = 128  # a citation comes early; a short answer keeps a shared CPU model quick
 VIEWER_READY = """n => { const v = document.getElementById('pc-viewer');
   return v && !v.hidden && v.dataset.loaded === String(n); }"""
 
@@ -59,6 +60,7 @@ def browser() -> Iterator[Any]:
 def viewer_app(pages_library: Settings, llm_url: str) -> Iterator[RunningApp]:
     settings = pages_library.model_copy(deep=True)
     settings.llm.base_url, settings.llm.temperature = llm_url, 0.0
+    settings.llm.max_tokens = MAX_TOKENS
     with running_app(settings) as app:
         yield app
 
@@ -210,7 +212,8 @@ def test_export_lists_every_reference_and_reload_keeps_the_conversation(
 def test_an_uploaded_pdf_citation_opens_its_page_offline(pages_library: Settings, llm_url: str,
                                                          browser: Any, tmp_path: Path) -> None:
     settings = copy_library(pages_library, tmp_path / "data",
-                            llm={"base_url": llm_url, "temperature": 0.0})
+                            llm={"base_url": llm_url, "temperature": 0.0,
+                                 "max_tokens": MAX_TOKENS})
     with running_app(settings) as app:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(

@@ -216,6 +216,9 @@ class UISettings(Section):
     )
     max_upload_mb: float = Field(50.0, description="Largest PDF accepted by upload, in MiB.")
     concurrency: int = Field(4, description="Chats answered at once.")
+    page_cache_mb: float = Field(
+        200.0, description="Most MiB of rendered PDF pages (the page viewer's images) kept "
+        "in <data_dir>/cache/pages; the least recently shown go first.")
 
 
 class EvalSettings(Section):

@@ -340,6 +340,8 @@ class Ingestor:
             return
         have = self.library.paper_by_hash(job.content_hash)
         if have is not None:
+            assert job.path is not None
+            self.library.pdfs.add(job.path, job.content_hash)  # stored before copies were kept
             self._done_unchanged(job, have.id)
             self.reporter.advance("extract")
             self.reporter.advance("embed")
@@ -403,10 +405,14 @@ class Ingestor:
             meta = replace(meta, version=job.source.version)
         title = meta.title or job.paper_id
         vectors = self.embedder.embed([embed_text(title, c.section, c.text) for c in chunks])
-        paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
-                                    pages, job.flags)
-        existed = self.library.paper(job.paper_id) is not None
+        paper = replace(metadata.make_paper(meta, str(job.source.url or job.path),
+                                            job.content_hash, pages, job.flags),
+                        pdf_file=self.library.pdfs.add(job.path, job.content_hash))
+        old = self.library.paper(job.paper_id)
+        existed = old is not None
         self.library.add_paper(paper, pages, chunks, vectors)
+        if old is not None and old.content_hash != paper.content_hash:
+            self.library.pdfs.remove(old)  # the replaced version's copy
         self.report.results.append(ItemResult(
             item=job.item, status="replaced" if existed else "ingested", paper_id=paper.id,
             title=paper.title, pages=len(pages), chunks=len(chunks)))

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import bench_answer, bench_ingest, bench_query, bench_rewrite, synthetic
+from benchmarks import (
+    bench_answer,
+    bench_ingest,
+    bench_pages,
+    bench_query,
+    bench_rewrite,
+    synthetic,
+)
 from benchmarks.common import NO_GPU, REPO, markdown_table, percentiles
 from tests.helpers import SHARED
 
@@ -97,6 +104,23 @@ def test_query_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
     for stage in bench_query.STAGES:
         assert scaled[stage]["n"] == 5
     assert scaled["total"]["p50"] >= scaled["dense"]["p50"]
+
+
+@pytest.mark.slow
+def test_pages_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
+                                             tmp_path: Path) -> None:
+    doc_ingest, library = ingest_run
+    bench_pages.run("tiny", tmp_path, SHARED, library=library)
+    doc = read_results(tmp_path / "pages.json", "pages")
+    latency, accuracy = doc["figures"]["latency"], doc["figures"]["accuracy"]
+    assert latency["chunks"] == bench_pages.SAMPLES["tiny"]
+    for case in ("cold_ms", "cached_ms", "cold_cpu_ms", "cached_cpu_ms"):
+        assert latency[case]["n"] == latency["chunks"] and latency[case]["p50"] > 0
+    assert accuracy["chunks"] == doc_ingest["figures"]["whole_ingest"]["chunks"]
+    assert 0 < accuracy["fully_matched"] <= accuracy["chunks"]
+    assert accuracy["share_fully_matched"] == round(
+        accuracy["fully_matched"] / accuracy["chunks"], 4)
+    assert "no copy of the PDF" not in accuracy["missed_runs_by_cause"]
 
 
 def test_fitted_vectors_keep_the_shape_of_the_real_ones() -> None:

@@ -106,6 +106,11 @@ class IndexSettings(Section):
     )
     hnsw_ef_construction: int = Field(80, description="HNSW build breadth.")
     threads: int = Field(1, description="OpenMP threads for FAISS search (1 is fastest per query).")
+    bm25_max_shards: int = Field(
+        8, ge=1, description="BM25 shards (one per ingest) kept before the writer merges the "
+        "newer ones into one at the end of its work (searches merge the shards' scores with "
+        "the statistics of the whole library)."
+    )
     use_gpu: Literal["auto", "never", "always"] = Field(
         "auto", description="Put the FAISS index on the GPU when faiss-gpu and CUDA are present."
     )

@@ -17,12 +17,19 @@ GPU: with faiss-gpu and a CUDA device (``index.use_gpu``) the index stays flat (
 ``GPU_FLAT_MAX`` vectors and unfiltered searches run on a GPU copy of it. Filtered searches
 (``allowed``) run on the CPU: exact over the allowed rows when they are at most
 ``EXACT_SUBSET_MAX``, else through the index with an ID selector.
+
+Threads: a VectorIndex is never changed while others may search it (the library copies it,
+``copy``, and changes the copy); searches on the CPU run in parallel (HNSW's search breadth
+is passed per call, never set on the shared index); searches on a GPU copy are serialised
+(FAISS GPU indexes are not thread-safe, not even for searches).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,6 +136,7 @@ class VectorIndex:
         self._gpu_res: Any = None
         self._selector: tuple[Any, Any] | None = None  # (inner, IDSelectorNot(inner))
         self._selector_stale = True  # the masked rows changed since it was made
+        self._lock = threading.Lock()  # the lazily made selector and GPU copy; GPU searches
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -139,7 +147,19 @@ class VectorIndex:
         with omp_threads(build_threads()):  # HNSW inserts in parallel
             self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
-        self._gpu_index = None
+        self._gpu_index = self._gpu_res = None
+
+    def copy(self, *, deep: bool) -> VectorIndex:
+        """A copy to change while searches run on this one: ``deep`` clones the FAISS index
+        (to ``add`` to it), else the copy shares it (to ``mask_missing`` only)."""
+        other = copy.copy(self)
+        other.ids = self.ids.copy()
+        if deep:
+            other.index = faiss.clone_index(self.index)
+        other._gpu_index = other._gpu_res = other._selector = None
+        other._selector_stale = True
+        other._lock = threading.Lock()
+        return other
 
     @property
     def max_id(self) -> int:
@@ -161,20 +181,23 @@ class VectorIndex:
         """A FAISS selector of the rows not masked out, or None when none is. Made once per
         change of the masked rows (not per query); the inner selector is kept alive beside
         the one that wraps it."""
-        if self._selector_stale:
-            masked = np.flatnonzero(self.ids < 0).astype(np.int64)
-            inner = faiss.IDSelectorBatch(masked) if len(masked) else None
-            self._selector = (inner, faiss.IDSelectorNot(inner)) if inner is not None else None
-            self._selector_stale = False
-        return self._selector[1] if self._selector is not None else None
+        with self._lock:
+            if self._selector_stale:
+                masked = np.flatnonzero(self.ids < 0).astype(np.int64)
+                inner = faiss.IDSelectorBatch(masked) if len(masked) else None
+                self._selector = ((inner, faiss.IDSelectorNot(inner)) if inner is not None
+                                  else None)
+                self._selector_stale = False
+            return self._selector[1] if self._selector is not None else None
 
-    def _searcher(self) -> Any:
-        if not searches_on_gpu(self.kind, self.settings, self._gpus):
-            return self.index
-        if self._gpu_index is None:
-            self._gpu_res = faiss.StandardGpuResources()
-            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
-        return self._gpu_index
+    def _search_gpu(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """One search on the GPU copy (made on first use), one thread at a time."""
+        with self._lock:
+            if self._gpu_index is None:
+                self._gpu_res = faiss.StandardGpuResources()
+                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
+            scores, pos = self._gpu_index.search(q, k)
+        return scores, pos
 
     def search(self, query: np.ndarray, k: int,
                allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -195,16 +218,16 @@ class VectorIndex:
 
     def _search_all(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.kind != "hnsw":
-            scores, pos = self._searcher().search(q, k)
+            if searches_on_gpu(self.kind, self.settings, self._gpus):
+                scores, pos = self._search_gpu(q, k)
+            else:
+                scores, pos = self.index.search(q, k)
             return scores[0], pos[0]
         ef = ef_search(len(self), self.settings, k)
         sel = self._live_selector()
-        if sel is None:
-            self.index.hnsw.efSearch = ef
-            scores, pos = self.index.search(q, k)
-        else:
-            params = _FAISS.SearchParametersHNSW(sel=sel, efSearch=ef)
-            scores, pos = self.index.search(q, k, params=params)
+        params = (_FAISS.SearchParametersHNSW(efSearch=ef) if sel is None
+                  else _FAISS.SearchParametersHNSW(sel=sel, efSearch=ef))
+        scores, pos = self.index.search(q, k, params=params)
         return scores[0], pos[0]
 
     def _search_rows(self, q: np.ndarray, k: int,
@@ -228,7 +251,12 @@ class VectorIndex:
 
     @classmethod
     def load(cls, directory: Path, dim: int, settings: IndexSettings, kind: str) -> VectorIndex:
+        """Raises RuntimeError (FAISS) or OSError/ValueError (NumPy) when a file is missing,
+        truncated or does not match the other."""
         vi = cls(dim, settings, kind)
         vi.index = faiss.read_index(str(directory / "vectors.faiss"))
         vi.ids = np.load(directory / "ids.npy")
+        if len(vi.ids) != vi.index.ntotal or vi.index.d != dim:
+            raise ValueError(f"{directory}: {len(vi.ids)} ids for {vi.index.ntotal} vectors "
+                             f"of {vi.index.d} dimensions (expected {dim})")
         return vi

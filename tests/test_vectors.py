@@ -69,8 +69,8 @@ def test_on_this_cpu_machine_searches_stay_on_the_cpu_index() -> None:
     index = VectorIndex(DIM, cfg(), "flat")
     x = unit(50)
     index.add(np.arange(1, 51), x)
-    assert index._searcher() is index.index
     assert index.search(x[7], 1)[0][0] == 8
+    assert index._gpu_index is None
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
@@ -97,8 +97,9 @@ def test_hnsw_search_breadth_grows_with_the_library() -> None:
     assert ef_search(1_000, cfg(hnsw_ef_search=16), 50) == 50  # never below k
     index = VectorIndex(DIM, cfg(hnsw_ef_search=16), "hnsw")
     index.add(np.arange(1, 101), unit(100))
-    index.search(unit(1, 4)[0], 30)
-    assert index.index.hnsw.efSearch == 30
+    assert len(index.search(unit(1, 4)[0], 30)) == 30
+    # the breadth goes with each search: the index other threads search is left as it was
+    assert index.index.hnsw.efSearch == 16
 
 
 def test_search_uses_the_configured_threads_and_restores_them() -> None:

@@ -81,9 +81,12 @@ class LiveIndex:
         self.check()
         self._load_saved(state, wait=snap is None)
         snap = self._snap
-        if snap is None or snap.state != state:
+        if snap is None:
+            self._start_repair(now=True)
+            return self._wait_for_snapshot()
+        if snap.state != state and not self._load_lock.locked():  # (a load may be enough)
             self._start_repair()
-        return snap if snap is not None else self._wait_for_snapshot()
+        return snap
 
     def peek(self) -> Snapshot | None:
         """The snapshot in memory, without looking at the files (tests, benchmarks)."""
@@ -120,10 +123,12 @@ class LiveIndex:
                 self._seen = stamp
             self._cond.notify_all()
 
-    def _start_repair(self) -> None:
+    def _start_repair(self, now: bool = False) -> None:
+        """Start the background repair unless one runs, or (unless ``now``) one started
+        less than REPAIR_INTERVAL_S ago."""
         with self._cond:
             alive = self._repair is not None and self._repair.is_alive()
-            if alive or time.monotonic() < self._next_repair:
+            if alive or (not now and time.monotonic() < self._next_repair):
                 return
             self._next_repair = time.monotonic() + REPAIR_INTERVAL_S
             self._repair_error = None

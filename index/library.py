@@ -6,6 +6,7 @@ files that writers build and save and readers load (see ``index.live``).
                                        (see ``index.files``)
     <data_dir>/manifest.json           a readable copy of the manifest
     <data_dir>/pdfs/                   downloaded PDFs (cache)
+    <data_dir>/pdf-store/<sha256>.pdf  the library's own copy of each paper's PDF (index.pdfstore)
 
 A writer is whoever holds ``writer()``: its changes are published (the indexes extended,
 saved and swapped in for this process's readers) by ``refresh()`` or, at the latest, when
@@ -30,6 +31,7 @@ from core.settings import Settings
 from core.types import Chunk, Page, Paper
 from index.embedder import Embedder
 from index.live import LiveIndex
+from index.pdfstore import PdfStore
 from index.snapshot import SnapshotBuilder
 from index.store import Store, embed_text
 
@@ -50,6 +52,7 @@ class Catalog:
         self.dir = settings.data_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.dir / "library.sqlite")
+        self.pdfs = PdfStore(self.dir)
         self._papers_cache: tuple[tuple[int, int], list[Paper]] | None = None
         self._writer_thread: int | None = None
         self.live = LiveIndex(self.store, settings.index, self.index_dir, self, self._check)
@@ -101,9 +104,13 @@ class Catalog:
         atomic_write_text(self.dir / "manifest.json", json.dumps(meta, indent=2) + "\n")
 
     def remove_paper(self, paper_id: str) -> bool:
+        """Remove a paper, then its PDF copy (a crash in between leaves an unused copy)."""
+        paper = self.store.paper(paper_id)
         gone = self.store.delete_paper(paper_id)
         if gone:
             self._write_manifest_file()
+            if paper is not None:
+                self.pdfs.remove(paper)
         return gone
 
     def papers(self) -> list[Paper]:

@@ -14,7 +14,10 @@
    vectors) written through ``Library.add_paper`` and indexed by ``Library.refresh`` (SQLite,
    HNSW or flat as the settings choose, BM25), then ``Retriever.search`` latency per stage
    over the dev questions: query embedding, dense search, BM25, fusion and the SQLite reads,
-   not FAISS alone.
+   not FAISS alone; the dense search's recall@10 against exact search over the stored
+   vectors (IVF-PQ: with and without the stored vectors re-scoring its candidates); build
+   rates, peak memory and file sizes; and one paper added (embedded by the real model,
+   stored, indexes extended and saved) until dense and BM25 searches find it.
 
     python -m benchmarks.bench_query --size small|full [--library DATA_DIR]
 """
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import synthetic
+from benchmarks import large, synthetic
 from benchmarks.common import (
     Stopwatch,
     bench_settings,
@@ -44,7 +47,7 @@ from core.errors import EmptyLibraryError
 from core.settings import Settings
 from core.types import Chunk, Page, Paper
 from index.embedder import SentenceTransformerEmbedder
-from index.library import Library
+from index.library import Library, embed_text
 from index.vectors import choose_kind
 from rag.retrieve import Retriever
 
@@ -57,6 +60,8 @@ CORPUS_QUESTIONS = {"tiny": (5, 1), "small": (20, 2), "full": (100, 3)}  # (ques
 STAGES = ("embed", "dense", "bm25", "fuse", "total")
 END_TO_END = {"tiny": [1_000], "small": [10_000], "full": [1_000_000]}
 CHUNKS_PER_PAPER = 1_000
+ADDED_CHUNKS = 171  # the shared corpus' average chunks per paper (2,568 / 15)
+ADDED_MARKER = "zorblaxquantum"  # a word only the added paper holds: the BM25 check
 
 
 # ------------------------------------------------------------------ the shared corpus
@@ -133,16 +138,82 @@ def scaled_library(n: int, texts: list[str], sampler: synthetic.Sampler, work: P
                           arxiv_id=None, pdf_url=None, source="synthetic",
                           content_hash=pid, pages=1)
             library.add_paper(paper, [Page(pid, 1, "synthetic")], chunks, sampler(m))
-    with Stopwatch() as index:
+    with large.PeakRss() as rss, Stopwatch() as index:
         library.refresh()
     library.close()
-    return settings, {"write_s": round(write.seconds, 1), "index_s": round(index.seconds, 1)}
+    return settings, {"write_s": round(write.seconds, 1), "index_s": round(index.seconds, 1),
+                      "write_per_s": round(n / write.seconds), "index_per_s": round(
+                          n / index.seconds), "index_peak_rss_mib": round(rss.peak)}
+
+
+def dense_recall(library: Library, sampler: synthetic.Sampler, n_queries: int,
+                 n_latency: int) -> dict[str, Any]:
+    """recall@10 of ``Library.dense_search`` against exact search over every stored vector
+    (queries drawn like the vectors), and its latency; for IVF-PQ also without the stored
+    vectors re-scoring the candidates (the PQ scores alone)."""
+    queries = sampler(n_queries, np.random.default_rng(large.QUERY_SEED))
+    truth = large.TopK(queries, 10)
+    ids: list[np.ndarray] = []
+    start = 0
+    for batch_ids, batch in library.iter_vectors():
+        truth.update(start, batch)
+        ids.append(batch_ids)
+        start += len(batch_ids)
+    true_ids = np.concatenate(ids)[truth.rows]
+    out: dict[str, Any] = {"queries": n_queries, "recall_at_10": large.recall_at_10(
+        [[c for c, _ in library.dense_search(q, 10)] for q in queries], true_ids),
+        "dense_ms": large.timed_searches(lambda q: library.dense_search(q, 10),
+                                         queries[:n_latency])}
+    index = library.live.current().vectors
+    if index is not None and index.kind == "ivfpq":
+        out["recall_at_10_pq_only"] = large.recall_at_10(
+            [[c for c, _ in index.search(q, 10)] for q in queries], true_ids)
+        out["dense_ms_pq_only"] = large.timed_searches(lambda q: index.search(q, 10),
+                                                       queries[:n_latency])
+    return out
+
+
+def add_one_paper(settings: Settings, embedder: SentenceTransformerEmbedder,
+                  texts: list[str]) -> dict[str, Any]:
+    """Seconds until a new paper of ADDED_CHUNKS chunks is searchable, dense and BM25: its
+    chunks embedded by the real model, stored in SQLite, the indexes extended and saved by
+    the writer (``Library.refresh``), then the first searches that find it."""
+    library = Library(settings, embedder)
+    pid, title = "added-paper", "An added paper"
+    chunk_texts = [f"{texts[i % len(texts)]} {ADDED_MARKER}" for i in range(ADDED_CHUNKS)]
+    chunks = [Chunk(paper_id=pid, ordinal=i, text=t, page_start=1, page_end=1, char_start=0,
+                    char_end=len(t)) for i, t in enumerate(chunk_texts)]
+    paper = Paper(id=pid, title=title, authors=(), year=2024, abstract="", categories=(),
+                  version=None, arxiv_id=None, pdf_url=None, source="synthetic",
+                  content_hash=pid, pages=1)
+    with large.PeakRss() as rss:
+        with Stopwatch() as embed:
+            vectors = embedder.embed([embed_text(title, "", t) for t in chunk_texts])
+        with library.writer():
+            with Stopwatch() as store:
+                ids = library.add_paper(paper, [Page(pid, 1, "synthetic")], chunks, vectors)
+            with Stopwatch() as publish:
+                library.refresh()
+        with Stopwatch() as search:
+            dense = ids[3] in [c for c, _ in library.dense_search(vectors[3], 10)]
+            sparse = set(ids) <= {c for c, _ in library.bm25_search(ADDED_MARKER, 2 * len(ids))}
+    library.close()
+    parts = {"embed_s": embed.seconds, "store_s": store.seconds,
+             "publish_s": publish.seconds, "first_searches_s": search.seconds}
+    return {"chunks": len(ids), "found_dense": dense, "found_bm25": sparse,
+            "searchable_s": round(sum(parts.values()), 2), "peak_rss_mib": round(rss.peak),
+            **{k: round(v, 3) for k, v in parts.items()}}
+
+
+def folder_mib(folder: Path) -> float:
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
 
 
 def end_to_end(n: int, texts: list[str], sampler: synthetic.Sampler, work: Path,
                embedder: SentenceTransformerEmbedder, questions: list[str],
-               reps: int) -> dict[str, Any]:
-    """``Retriever.search`` per stage on a library of ``n`` chunks (after a warm-up)."""
+               reps: int, recall_queries: int = 100) -> dict[str, Any]:
+    """``Retriever.search`` per stage on a library of ``n`` chunks (after a warm-up); the
+    dense search's recall@10 against exact search; adding one paper."""
     settings, build = scaled_library(n, texts, sampler, work, embedder)
     library = Library(settings, embedder)
     retriever = Retriever(settings, library)
@@ -156,17 +227,27 @@ def end_to_end(n: int, texts: list[str], sampler: synthetic.Sampler, work: Path,
     figures: dict[str, Any] = {s: percentiles(v) for s, v in samples.items()}
     figures.update(n=n, chunks=library.chunk_count(), first_query_ms=round(
         first.seconds * 1000, 1), index_kind=choose_kind(n, settings.index), **build)
+    figures["vectors"] = dense_recall(library, sampler, recall_queries, min(recall_queries, 50))
+    figures["index_files_mib"] = folder_mib(library.index_dir)
+    figures["sqlite_mib"] = folder_mib(settings.data_dir) - figures["index_files_mib"]
     library.close()
+    figures["add_paper"] = add_one_paper(settings, embedder, texts)
     return figures
 
 
 def end_to_end_table(rows: list[dict[str, Any]]) -> str:
     body = [[f"{r['chunks']:,} ({r['index_kind']})", *(r[s]["p50"] for s in STAGES),
-             r["total"]["p95"], r["write_s"], r["index_s"]] for r in rows]
+             r["total"]["p95"], r["vectors"]["recall_at_10"],
+             r["vectors"].get("recall_at_10_pq_only", "–"), r["write_s"], r["index_s"],
+             r["index_peak_rss_mib"], r["index_files_mib"], r["add_paper"]["searchable_s"],
+             r["add_paper"]["embed_s"]] for r in rows]
     return ("### End-to-end retrieval at scale, ms (Retriever.search: query embedding, dense, "
-            "BM25, fusion, SQLite reads; the corpus' texts cycled, fitted vectors)\n\n"
+            "BM25, fusion, SQLite reads; the corpus' texts cycled, fitted vectors); dense "
+            "recall@10 against exact search; one paper added until searchable, s\n\n"
             + markdown_table(["chunks", *(f"{s} p50" for s in STAGES), "total p95",
-                              "write s", "index s"], body))
+                              "recall@10", "recall@10 PQ only", "write s", "index s",
+                              "index peak RSS MiB", "index files MiB", "add paper s",
+                              "of it embedding s"], body))
 
 
 # ------------------------------------------------------------------ the run

@@ -164,6 +164,11 @@ class IndexSettings(Section):
     build_threads: int = Field(
         0, description="OpenMP threads for building and training (0: every usable core)."
     )
+    bm25_max_shards: int = Field(
+        8, ge=1, description="BM25 shards (one per ingest) kept before the writer merges the "
+        "newer ones into one at the end of its work (searches merge the shards' scores with "
+        "the statistics of the whole library)."
+    )
     use_gpu: Literal["auto", "never", "always"] = Field(
         "auto", description="Search flat and IVF-PQ indexes on the GPU when faiss-gpu and CUDA "
         "are present ('always': fail when they are not)."

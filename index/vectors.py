@@ -21,12 +21,19 @@ at most EXACT_SUBSET_MAX (IVF-PQ rows decoded: the same approximate scores as it
 searches), else through the index with an ID selector.
 
 GPU: unfiltered searches of flat and IVF-PQ shards run on GPU copies (see index.kinds),
-one at a time per index (``_gpu_lock``: FAISS GPU resources are not thread-safe); masked
-rows are dropped from a larger GPU result, or the shard is searched on the CPU.
+one at a time per index (``_gpu_lock``: FAISS GPU resources are not thread-safe, not even
+for searches); masked rows are dropped from a larger GPU result, or the shard is searched
+on the CPU.
+
+Threads: a VectorIndex is never changed while others may search it (the library copies it,
+``copy``, and changes the copy: full shards are shared, only the shard still filling is
+cloned); CPU searches run in parallel (search breadths go with each call, never set on a
+shared FAISS index).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -145,6 +152,24 @@ class VectorIndex:
         """First global row of each shard, and the row count after the last."""
         return np.cumsum([0] + [int(s.ntotal) for s in self.shards])
 
+    def copy(self, *, deep: bool) -> VectorIndex:
+        """A copy to change while searches run on this one: ``deep`` (to ``add`` to it)
+        clones the shard still filling, the only one an add touches; full shards, and every
+        shard otherwise (to ``mask_missing`` only), are shared."""
+        self._flush()
+        other = copy.copy(self)
+        other._ids = self.ids.copy()
+        other.shards = list(self.shards)
+        if deep and self.shards and self.shards[-1].ntotal < self.settings.shard_size:
+            other.shards[-1] = faiss.clone_index(self.shards[-1])
+        other._pending = []
+        other._selectors = list(self._selectors)
+        other._masked = self._masked.copy()
+        other._write_lock = threading.RLock()
+        other._gpu_lock = threading.Lock()
+        other._gpu_resources, other._gpu_shards = {}, {}
+        return other
+
     # -- adding ----------------------------------------------------------------------
     def train(self, sample: np.ndarray, centroids: np.ndarray | None = None) -> None:
         """Train an empty IVF-PQ index on ``sample`` (e.g. a random sample of the library)
@@ -169,6 +194,11 @@ class VectorIndex:
                     self._flush()
                 return
             self._store(x)
+
+    def flush(self) -> None:
+        """Train IVF-PQ on the pending rows, then store them (before the index is shared:
+        a search would otherwise do it)."""
+        self._flush()
 
     def _flush(self) -> None:
         """Train IVF-PQ on the pending rows, then store them."""
@@ -236,16 +266,20 @@ class VectorIndex:
         self._masked = np.asarray(counts, dtype=np.int64)
 
     # -- searching -------------------------------------------------------------------
-    def search(self, query: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """Top-k (chunk id, cosine) for one query vector; ``allowed`` restricts to chunk ids."""
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               exact: Callable[[np.ndarray], np.ndarray] | None = None,
+               ) -> list[tuple[int, float]]:
+        """Top-k (chunk id, cosine) for one query vector; ``allowed`` restricts to chunk ids.
+        IVF-PQ: ``exact`` (else ``self.exact``) gives the exact vectors of chunk ids, which
+        re-score its ``index.ivfpq_rerank`` x k best candidates."""
+        exact = exact if exact is not None else self.exact
         if self._n == 0 or k <= 0:
             return []
         if self._pending:
             self._flush()
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         k = min(k, self._n)
-        reranks = self._kind == "ivfpq" and self.exact is not None and self.settings.ivfpq_rerank
+        reranks = self._kind == "ivfpq" and exact is not None and self.settings.ivfpq_rerank
         fetch = min(self._n, k * self.settings.ivfpq_rerank) if reranks else k
         if allowed is None:
             scores, rows = self._search_shards(q, fetch)
@@ -254,17 +288,17 @@ class VectorIndex:
             if len(positions) == 0:
                 return []
             scores, rows = self._search_rows(q, min(fetch, len(positions)), positions)
-        if reranks:
-            scores, rows = self._rerank(q[0], rows, k)
+        if reranks and exact is not None:
+            scores, rows = self._rerank(q[0], rows, k, exact)
         ids = self.ids
         return [(int(ids[r]), float(s)) for r, s in zip(rows, scores, strict=True)
                 if r >= 0 and ids[r] >= 0]
 
-    def _rerank(self, q: np.ndarray, rows: np.ndarray, k: int) -> Result:
+    def _rerank(self, q: np.ndarray, rows: np.ndarray, k: int,
+                exact: Callable[[np.ndarray], np.ndarray]) -> Result:
         """The ``k`` best of ``rows`` by their exact vectors' inner product with ``q``."""
-        assert self.exact is not None
         rows = rows[(rows >= 0) & (self.ids[np.maximum(rows, 0)] >= 0)]
-        scores = np.asarray(self.exact(self.ids[rows]), dtype=np.float32) @ q
+        scores = np.asarray(exact(self.ids[rows]), dtype=np.float32) @ q
         top = np.argsort(-scores, kind="stable")[:k]
         return scores[top], rows[top]
 
@@ -368,12 +402,20 @@ class VectorIndex:
 
     @classmethod
     def load(cls, directory: Path, dim: int, settings: IndexSettings, kind: str) -> VectorIndex:
+        """Raises RuntimeError (FAISS) or OSError/ValueError (NumPy) when a file is missing,
+        truncated or does not match the others."""
         vi = cls(dim, settings, kind)
         while (directory / shard_file(len(vi.shards))).is_file():
             vi.shards.append(faiss.read_index(str(directory / shard_file(len(vi.shards)))))
         if (directory / TRAINED_FILE).is_file():
             vi._trained = faiss.read_index(str(directory / TRAINED_FILE))
         vi.ids = np.load(directory / "ids.npy")
+        rows = sum(int(shard.ntotal) for shard in vi.shards)
+        dims = {int(shard.d) for shard in vi.shards}
+        if len(vi.ids) != rows or dims - {dim}:
+            raise ValueError(f"{directory}: {len(vi.ids)} ids for {rows} vectors in "
+                             f"{len(vi.shards)} shard files of {sorted(dims)} dimensions "
+                             f"(expected {dim})")
         vi._make_selectors()
         if vi._kind == "ivfpq" and vi._trained is not None:
             built = ivfpq_layout(vi._trained)

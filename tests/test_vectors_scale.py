@@ -4,7 +4,6 @@ files of several shards, and a library that crosses into IVF-PQ."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import faiss
@@ -16,7 +15,7 @@ from core.settings import IndexSettings
 from index.kinds import IVFPQ_MIN_ROWS, choose_kind, ivfpq_layout, nlist_of, train_ivfpq
 from index.vectors import MAX_MASKED, STALE, VectorIndex, merge_top_k, shard_file
 from tests.helpers import make_settings
-from tests.test_library_index import CHUNKS, add, open_library, top_paper
+from tests.test_library_index import CHUNKS, add, built, open_library, snapshot, top_paper
 
 DIM = 64
 ROWS = 4_000
@@ -169,6 +168,63 @@ def test_filtered_ivfpq_search_ranks_the_allowed_rows_by_decoded_vectors(data: t
 # ------------------------------------------------------------------ shards
 
 
+def test_exact_vectors_rescore_the_ivfpq_candidates(data: tuple) -> None:
+    ids, x = data
+    index = build(pq(pq_m=4, ivfpq_rerank=4), "ivfpq", ids, x)  # 4 bytes: coarse scores
+    by_id = dict(zip(ids.tolist(), x, strict=True))
+    asked: list[int] = []
+
+    def exact(chunk_ids: np.ndarray) -> np.ndarray:
+        asked.append(len(chunk_ids))
+        return np.stack([by_id[int(c)] for c in chunk_ids])
+
+    queries = clustered(30, seed=5)
+    plain = [index.search(q, 10) for q in queries]
+    rescored = [index.search(q, 10, exact=exact) for q in queries]
+    assert asked and all(n == 40 for n in asked)  # ivfpq_rerank x k candidates
+    truth = [exact_top(x, ids, q, 10) for q in queries]
+    recall = [sum(len({c for c, _ in f} & set(t)) for f, t in zip(found, truth, strict=True))
+              for found in (plain, rescored)]
+    assert recall[1] > recall[0]
+    for q, found in zip(queries, rescored, strict=True):
+        assert [s for _, s in found] == pytest.approx(
+            [float(by_id[c] @ q) for c, _ in found], abs=1e-5)  # exact cosines, best first
+    index.exact = exact  # the attribute serves when no function is passed (benchmarks)
+    assert index.search(queries[0], 10) == rescored[0]
+    assert build(cfg(), "flat", ids, x).search(queries[0], 10, exact=exact) and asked[-1] == 40
+
+
+def test_a_copy_shares_the_full_shards_and_changes_apart(data: tuple) -> None:
+    ids, x = data
+    index = build(cfg(shard_size=1_500), "flat", ids, x)
+    other = index.copy(deep=True)
+    assert other.shards[0] is index.shards[0] and other.shards[1] is index.shards[1]
+    assert other.shards[2] is not index.shards[2]  # the one still filling is cloned
+    more = clustered(800, seed=3)
+    other.add(np.arange(90_000, 90_800), more)
+    assert [s.ntotal for s in other.shards] == [1_500, 1_500, 1_500, 300]
+    assert [s.ntotal for s in index.shards] == [1_500, 1_500, 1_000] and len(index) == ROWS
+    assert other.search(more[0], 1)[0][0] == 90_000
+    assert index.search(more[0], 1)[0][0] != 90_000
+    masked = index.copy(deep=False)
+    assert masked.mask_missing(ids[1:]) is False  # flat: rebuilt instead
+    hnsw = build(cfg(shard_size=1_500), "hnsw", ids, x)
+    view = hnsw.copy(deep=False)
+    assert view.mask_missing(ids[1:]) is True
+    assert ids[0] not in [c for c, _ in view.search(x[0], 5)]
+    assert hnsw.search(x[0], 1)[0][0] == ids[0]  # the original is untouched
+
+
+def test_a_saved_index_missing_a_shard_file_does_not_load(data: tuple, tmp_path: Path) -> None:
+    ids, x = data
+    build(cfg(shard_size=1_500), "flat", ids, x).save(tmp_path)
+    (tmp_path / shard_file(2)).unlink()
+    with pytest.raises(ValueError, match="4000 ids for 3000 vectors"):
+        VectorIndex.load(tmp_path, DIM, cfg(shard_size=1_500), "flat")
+
+
+
+
 def test_shards_fill_in_order_and_merge_to_the_exact_answer(data: tuple) -> None:
     ids, x = data
     whole = build(cfg(), "flat", ids, x)
@@ -244,15 +300,26 @@ def test_a_library_past_the_threshold_switches_to_ivfpq_and_extends_it(tmp_path:
     for n in range(papers - 1):
         add(library, n)
     library.refresh()
-    assert library._vectors is not None and library._vectors.kind == "hnsw"
+    assert snapshot(library).vectors.kind == "hnsw"  # type: ignore[union-attr]
     last = add(library, papers - 1)
-    assert top_paper(library, last[5]) == f"p{papers - 1}"  # rebuilt as IVF-PQ, 2 shards
-    built = json.loads((library.index_dir / "built.json").read_text())
-    assert built["kind"] == "ivfpq" and built["count"] == papers * CHUNKS
-    assert (library.index_dir / "vectors-1.faiss").is_file()
+    library.refresh()
+    vectors = snapshot(library).vectors
+    assert vectors is not None and vectors.kind == "ivfpq" and len(vectors.shards) == 2
+    # 4 bytes a vector rank coarsely: the stored vectors re-score the candidates, so the
+    # scores are the exact cosines and a paper's own passage comes first
+    hits = library.dense_search(last[5], 3)
+    assert top_paper(library, last[5]) == f"p{papers - 1}"
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    info = built(settings)
+    assert info["kind"] == "ivfpq" and info["count"] == papers * CHUNKS
+    folder = settings.data_dir / "index" / settings.library_key() / str(info["vectors"])
+    assert (folder / shard_file(1)).is_file()
     library.close()
     again = open_library(settings)  # a new process: loads, then extends the saved index
     newest = add(again, papers)
+    again.refresh()
     assert top_paper(again, newest[0]) == f"p{papers}"
-    assert again._vectors is not None and len(again._vectors.shards) == 2
+    grown = snapshot(again).vectors
+    assert grown is not None and grown.kind == "ivfpq"
+    assert [s.ntotal for s in grown.shards] == [8_000, (papers + 1) * CHUNKS - 8_000]
     again.close()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,7 @@ def scaled_library(n: int, texts: list[str], sampler: synthetic.Sampler, work: P
                           arxiv_id=None, pdf_url=None, source="synthetic",
                           content_hash=pid, pages=1)
             library.add_paper(paper, [Page(pid, 1, "synthetic")], chunks, sampler(m))
+    progress(f"{n:,} chunks {'reused' if reused else 'written'}; indexing")
     with large.PeakRss() as rss, Stopwatch() as built:
         library.refresh()
     library.close()
@@ -218,6 +220,10 @@ def add_one_paper(settings: Settings, embedder: SentenceTransformerEmbedder,
             **{k: round(v, 3) for k, v in parts.items()}}
 
 
+def progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def folder_mib(folder: Path) -> float:
     return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
 
@@ -229,6 +235,7 @@ def end_to_end(n: int, texts: list[str], sampler: synthetic.Sampler, work: Path,
     """``Retriever.search`` per stage on a library of ``n`` chunks (after a warm-up); the
     dense search's recall@10 against exact search; adding one paper."""
     settings, build = scaled_library(n, texts, sampler, work, embedder, index)
+    progress(f"end to end, {n:,} chunks: built {build}")
     library = Library(settings, embedder)
     retriever = Retriever(settings, library)
     with Stopwatch() as first:
@@ -241,7 +248,9 @@ def end_to_end(n: int, texts: list[str], sampler: synthetic.Sampler, work: Path,
     figures: dict[str, Any] = {s: percentiles(v) for s, v in samples.items()}
     figures.update(n=n, chunks=library.chunk_count(), first_query_ms=round(
         first.seconds * 1000, 1), index_kind=choose_kind(n, settings.index), **build)
+    progress(f"end to end, {n:,} chunks: searched ({figures['total']})")
     figures["vectors"] = dense_recall(library, sampler, recall_queries, min(recall_queries, 50))
+    progress(f"end to end, {n:,} chunks: dense recall {figures['vectors']}")
     figures["index_files_mib"] = folder_mib(library.index_dir)
     figures["sqlite_mib"] = folder_mib(settings.data_dir) - figures["index_files_mib"]
     library.close()

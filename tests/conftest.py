@@ -11,7 +11,7 @@ import pytest
 
 from core.settings import Settings
 from support.arxiv_stub import ArxivStub
-from tests.helpers import CORPUS_PDFS, SHARED, free_port, ingest_into, make_settings
+from tests.helpers import CORPUS_PDFS, SHARED, ingest_into, make_settings
 
 
 @pytest.fixture
@@ -44,9 +44,9 @@ def corpus_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL (ending in /v1) of a real vLLM server for the whole test run.
 
-    PAPERCHAT_TEST_LLM_URL when set (CI starts one server); otherwise one is started here
-    with ``serve.server.start_server`` on a free port (converting the CPU model first) and
-    stopped at the end of the run.
+    PAPERCHAT_TEST_LLM_URL when set (`make test` starts one `paperchat serve-llm --port 0`
+    for the run); otherwise one is started here the same way (``serve.server.start_server``
+    with port 0, converting the CPU model first) and stopped at the end of the run.
     """
     url = os.environ.get("PAPERCHAT_TEST_LLM_URL", "").rstrip("/")
     if url:
@@ -54,8 +54,7 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from serve.server import start_server
 
-    settings = make_settings(tmp_path_factory.mktemp("llm") / "data",
-                             llm={"serve_port": free_port()})
+    settings = make_settings(tmp_path_factory.mktemp("llm") / "data", llm={"serve_port": 0})
     with start_server(settings) as server:
         yield server.url
 

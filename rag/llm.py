@@ -65,8 +65,9 @@ class ChatStream(Iterator[str]):
     The request is sent on the first ``next()``; errors are raised from there. Use it as a
     context manager (or call ``close()``) when you may stop reading before the end.
     ``finish_reason`` ('stop', 'length', ...) and token usage are set when the stream ends;
-    ``server`` is the replica that finished it and ``failovers`` the times it moved to
-    another replica mid-answer (the prompt count is then left to the caller's own).
+    ``server`` is the replica streaming it (at the end: the one that finished it) and
+    ``failovers`` the times it was sent on to another replica mid-answer (the prompt count
+    is then left to the caller's own).
     """
 
     def __init__(self, client: LLMClient, body: dict[str, Any], events: Events) -> None:
@@ -102,6 +103,7 @@ class ChatStream(Iterator[str]):
         """One request's pieces; LLMUnavailableError if the stream breaks before its end."""
         before = len(self._shown)
         self.failovers += bool(before)
+        self.server = replica.url
         finished = False
         try:
             for event in self._events(replica, body):
@@ -126,7 +128,6 @@ class ChatStream(Iterator[str]):
                            "Use vLLM replicas (they continue a broken-off answer).") from err
         if not finished:
             raise LLMUnavailableError(replica.url, "the answer stream broke off")
-        self.server = replica.url
 
     def _count(self, usage: dict[str, Any], before: int) -> None:
         done = usage.get("completion_tokens")

@@ -156,10 +156,11 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_on(p: ServePlan, settings: Settings, port: int) -> LLMServer:
+def _start_on(p: ServePlan, settings: Settings, port: int,
+              env: dict[str, str] | None) -> LLMServer:
     host = connect_host(settings.llm.serve_host)
     log_path = settings.data_dir / "logs" / f"vllm-{port}.log"
-    process = _launch(command(p, settings, port), child_env(p), log_path)
+    process = _launch(command(p, settings, port), {**child_env(p), **(env or {})}, log_path)
     server = LLMServer(f"http://{host}:{port}/v1", p.served_name, log_path, process)
     atexit.register(server.stop)
     try:
@@ -170,9 +171,11 @@ def _start_on(p: ServePlan, settings: Settings, port: int) -> LLMServer:
     return server
 
 
-def start_server(settings: Settings, port: int | None = None) -> LLMServer:
+def start_server(settings: Settings, port: int | None = None,
+                 env: dict[str, str] | None = None) -> LLMServer:
     """Start vLLM for settings.llm.serve_* and return once it is healthy. ``port`` (default
-    llm.serve_port) 0 picks a free port; the server's ``url`` says which."""
+    llm.serve_port) 0 picks a free port; the server's ``url`` says which. ``env`` adds to
+    vLLM's environment (e.g. VLLM_SERVER_DEV_MODE=1 for a benchmark's cache resets)."""
     port = settings.llm.serve_port if port is None else port
     host = connect_host(settings.llm.serve_host)
     if port and port_open(host, port):
@@ -181,7 +184,7 @@ def start_server(settings: Settings, port: int | None = None) -> LLMServer:
     p = plan(settings)
     for attempt in range(1 if port else PORT_TRIES):
         try:
-            return _start_on(p, settings, port or free_port(settings.llm.serve_host))
+            return _start_on(p, settings, port or free_port(settings.llm.serve_host), env)
         except _PortTaken:
             if port or attempt == PORT_TRIES - 1:
                 raise

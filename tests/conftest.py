@@ -11,7 +11,14 @@ import pytest
 
 from core.settings import Settings
 from support.arxiv_stub import ArxivStub
-from tests.helpers import CORPUS_PDFS, SHARED, ingest_into, make_settings
+from tests.helpers import (
+    CORPUS_PDFS,
+    SHARED,
+    SKIPPED_ON_CUDA,
+    ingest_into,
+    make_settings,
+    on_cuda,
+)
 
 
 @pytest.fixture
@@ -61,7 +68,14 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use the whole-corpus library are marked ``corpus`` (left out by
-    `make test-fast`; CI runs everything)."""
+    `make test-fast`; CI runs everything). On a CUDA machine, tests marked ``cpu_model`` or
+    ``extra_server`` are skipped, with the reason."""
+    cuda: bool | None = None
     for item in items:
         if "corpus_settings" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.corpus)
+        for marker, reason in SKIPPED_ON_CUDA.items():
+            if item.get_closest_marker(marker):
+                cuda = on_cuda() if cuda is None else cuda
+                if cuda:
+                    item.add_marker(pytest.mark.skip(reason=f"on CUDA: {reason}"))

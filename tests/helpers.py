@@ -59,8 +59,10 @@ def on_cuda() -> bool:
     return has_cuda()
 
 
-# Reasons for tests left out on a CUDA machine (the suite's own server holds the GPU).
-SECOND_SERVER_ON_GPU = ("starts vLLM servers beside the suite's: on one GPU they do not fit "
-                        "next to it (each takes llm.serve_gpu_memory_utilization of its memory)")
-CPU_MODEL_ONLY = ("checks the packaged CPU model (SmolLM2 converted from GGUF, 2,048-token "
-                  "context); on CUDA serve-llm serves a GPU model")
+# Tests left out on a CUDA machine (conftest skips them, giving the reason): the markers.
+SKIPPED_ON_CUDA = {
+    "cpu_model": "checks the packaged CPU model (SmolLM2 converted from GGUF, its tokenizer, "
+                 "the 2,048-token context); on CUDA serve-llm serves a GPU model",
+    "extra_server": "starts vLLM servers beside the suite's: on one GPU they do not fit next "
+                    "to it (each takes llm.serve_gpu_memory_utilization of its memory)",
+}

@@ -18,7 +18,7 @@ from core.settings import LLMSettings, load_settings
 from rag.llm import LLMClient
 from rag.replicas import Replicas
 from serve.server import start_server
-from tests.helpers import DEV_QUESTIONS, SECOND_SERVER_ON_GPU, free_port, make_settings, on_cuda
+from tests.helpers import DEV_QUESTIONS, free_port, make_settings
 from tests.llm_stubs import MODELS, Break, Canned, sse
 
 QUESTION = [{"role": "user", "content": "What is attention?"}]
@@ -169,7 +169,7 @@ def served_model_folder(llm_url: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.llm
-@pytest.mark.skipif(on_cuda(), reason=SECOND_SERVER_ON_GPU)
+@pytest.mark.extra_server
 def test_no_question_lost_when_one_of_two_servers_dies(llm_url: str, tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", llm={
         "serve_port": 0, "serve_model": served_model_folder(llm_url),

@@ -32,14 +32,7 @@ from serve.plan import (
     server_python,
 )
 from serve.server import READY_LINE, port_open, start_server
-from tests.helpers import (
-    CPU_MODEL_ONLY,
-    REPO,
-    SECOND_SERVER_ON_GPU,
-    free_port,
-    make_settings,
-    on_cuda,
-)
+from tests.helpers import REPO, free_port, make_settings
 from tests.llm_stubs import MODELS, Canned
 
 STARTUP_S = 600
@@ -61,7 +54,7 @@ def group_alive(pgid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.llm
-@pytest.mark.skipif(on_cuda(), reason=CPU_MODEL_ONLY)
+@pytest.mark.cpu_model
 def test_start_chat_stop_then_no_conversion(llm_settings: Settings) -> None:
     model_dir = cpu_model_dir(llm_settings)
     fresh = not (model_dir / "config.json").exists()
@@ -135,7 +128,7 @@ def serve_llm(llm_settings: Settings,
 
 @pytest.mark.slow
 @pytest.mark.llm
-@pytest.mark.skipif(on_cuda(), reason=SECOND_SERVER_ON_GPU)
+@pytest.mark.extra_server
 def test_serve_llm_ready_file_and_sigterm(serve_llm: tuple[subprocess.Popen[str], Path]) -> None:
     proc, ready = serve_llm
     deadline = time.monotonic() + STARTUP_S

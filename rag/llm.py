@@ -119,6 +119,8 @@ class ChatStream(Iterator[str]):
                         self._shown.append(piece)
                         yield piece
         except LLMUnavailableError:
+            if finished:
+                return  # cut after its last event (before [DONE]): the answer is whole
             raise
         except LLMError as err:
             if not before:

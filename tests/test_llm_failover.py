@@ -133,6 +133,16 @@ def test_stream_broken_mid_answer_is_continued_on_another_replica() -> None:
     assert "continue_final_message" not in first
 
 
+def test_a_stream_cut_after_its_last_event_is_whole() -> None:
+    whole = sse("Done", ".", usage=2).removesuffix("data: [DONE]\n\n")  # cut before [DONE]
+    with Canned({"/v1/models": MODELS, CHAT: Break(whole)}) as a, \
+            Canned({"/v1/models": MODELS, CHAT: (200, sse("never"))}) as b, \
+            client_for(a.url, b.url) as c:
+        stream = c.stream_chat(QUESTION)
+        assert "".join(stream) == "Done." and stream.finish_reason == "stop"
+        assert stream.failovers == 0 and not b.posted(CHAT)
+
+
 def test_a_server_that_cannot_continue_says_so() -> None:
     broken = sse("Half", finish=None)
     refusal = (400, {"error": {"message": "Unknown field continue_final_message"}})

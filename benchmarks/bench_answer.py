@@ -198,6 +198,7 @@ def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None =
     n_questions, reps = QUESTIONS[size]
     figures: dict[str, Any] = {}
     tables = []
+    asked: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         if url:
             with LLMClient(bench_settings(Path(tmp), llm={"base_url": url}).llm) as probe:
@@ -219,7 +220,8 @@ def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None =
     run_settings = {"llm_url": url, "max_tokens": MAX_TOKENS, "questions": questions,
                     "query_threads": embedder.settings.query_threads,
                     "retrieval": settings.retrieval.model_dump(),
-                    "library": str(library) if library else f"built from {PAPERS}"}
+                    "library": str(library) if library else f"built from {PAPERS}",
+                    "first_token_questions": asked}
     write_results(out_dir, NAME, size, run_settings, figures, tables, info)
     return {"settings": run_settings, "figures": figures}
 

@@ -41,6 +41,7 @@ BEFORE = Path(__file__).with_name("answer_before.toml")
 DTYPES = ("bfloat16", "float32")
 QUESTIONS = {"tiny": 1, "small": 4, "full": 12}
 GENERATE = 32  # tokens per answer: enough for a decode rate, short enough for 2 cores
+READ_TIMEOUT_S = 1800.0  # a cold bf16 prefill of 2,000 tokens on a busy 2-core machine is slow
 
 
 def default_serve_model() -> str:
@@ -116,7 +117,8 @@ def measure(after: Settings, library: Library, questions: list[str], serve_model
         servers, clients = {}, {}
         for dtype in DTYPES:
             s = after.model_copy(update={"llm": after.llm.model_copy(update={
-                "serve_port": 0, "serve_model": serve_model, "serve_dtype": dtype})})
+                "serve_port": 0, "serve_model": serve_model, "serve_dtype": dtype,
+                "timeout_s": READ_TIMEOUT_S})})
             servers[dtype] = stack.enter_context(
                 start_server(s, env={"VLLM_SERVER_DEV_MODE": "1"}))
             llm = s.llm.model_copy(update={"base_url": servers[dtype].url})

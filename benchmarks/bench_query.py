@@ -379,6 +379,7 @@ def run(size: str, out_dir: Path, shared: Path, library: Path | None = None,
             results.append(synthetic.measure(n, sampler, settings.index,
                                              settings.retrieval.fetch_k, RECALL_QUERIES[size],
                                              LATENCY_QUERIES[size], rng))
+    with tempfile.TemporaryDirectory() as tmp:
         ivfpq = [ivfpq_figures(n, synthetic.Sampler("fitted", rng, real), settings, size,
                                Path(tmp))
                  for n in (IVFPQ[size] if ivfpq_sizes is None else ivfpq_sizes)]

@@ -82,7 +82,8 @@ def test_ingest_benchmark_writes_every_stage(ingest_run: tuple[dict, Path]) -> N
 def test_query_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
                                              tmp_path: Path) -> None:
     doc_ingest, library = ingest_run
-    bench_query.run("tiny", tmp_path, SHARED, library=library, sizes=[1_000], ivfpq_sizes=[])
+    bench_query.run("tiny", tmp_path, SHARED, library=library, sizes=[1_000], ivfpq_sizes=[],
+                    e2e_sizes=[1_000])
     doc = read_results(tmp_path / "query.json", "query")
     corpus = doc["figures"]["corpus"]
     assert corpus["chunks"] == doc_ingest["figures"]["whole_ingest"]["chunks"]

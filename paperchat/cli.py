@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--year", metavar="FROM-TO",
                         help="restrict to papers of these years: 2020, 2017-2020, 2019-, -2019")
         sp.add_argument("--json", action="store_true")
+    # sp is the last parser of the loop: `ask`
+    sp.add_argument("--mode", dest="answer_mode", choices=["auto", "generate", "extract"],
+                    help="auto: the model's answer, or quotes when it degenerates; generate: "
+                    "the model's answer; extract: quotes, no model (llm.answer_mode)")
     cmd("serve-llm", _serve_llm, "start the vLLM model server and wait")
     sp = cmd("chat", _chat, "open the chat in the browser")
     sp.add_argument("--host")
@@ -151,7 +155,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
              ("llm", "model"): args.model, ("embedding", "model"): args.embedding_model,
              ("ingest", "extractor"): getattr(args, "extractor", None),
              ("ui", "host"): getattr(args, "host", None),
-             ("ui", "port"): getattr(args, "port", None)}
+             ("ui", "port"): getattr(args, "port", None),
+             ("llm", "answer_mode"): getattr(args, "answer_mode", None)}
     out: dict[str, dict[str, Any]] = {}
     for (section, key), value in pairs.items():
         if value is not None:

@@ -99,19 +99,15 @@ class Answerer:
             scored: list[Quote] | None = None) -> Fitted:
         """The prompt this answerer sends for ``question`` over ``hits``, and the request's
         max_tokens (lowered when the model's context cannot hold both); one token count.
-        With the tight prompt (and ``scored`` sentences of ``hits``), the llm.tight_passages
-        passages with the best sentences, each cut to its llm.tight_sentences best."""
+        With the tight prompt (and ``scored`` sentences of ``hits``), the first
+        llm.tight_passages passages, each cut to its llm.tight_sentences best sentences
+        (the numbering stays the retrieval's: passage n is hits[n - 1])."""
         llm = self.settings.llm
         texts = None
         if scored and self.tight():
-            best: dict[int, float] = {}
-            for q in scored:
-                best.setdefault(q.n, q.score)
-            keep = sorted(sorted(best, key=lambda n: -best[n])[:llm.tight_passages])
-            chosen = [hits[n - 1] for n in keep]
-            texts = passage_excerpts(chosen, renumber(scored, hits, chosen),
+            hits = hits[:llm.tight_passages]
+            texts = passage_excerpts(hits, [q for q in scored if q.n <= len(hits)],
                                      llm.tight_sentences)
-            hits = chosen
         return fit_prompt(self.llm, question, hits, max_tokens or llm.max_tokens,
                           llm.min_source_tokens, texts)
 

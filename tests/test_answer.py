@@ -142,8 +142,10 @@ def test_nonsense_is_refused_without_calling_the_model(answer_settings: Settings
 
 def test_prompt_injection_in_a_paper_changes_nothing(answer_settings: Settings,
                                                      engine: Engine) -> None:
-    llm = RecordingLLM(answer_settings.llm)
-    answerer = Answerer(answer_settings, engine.retriever, llm)
+    chunks = answer_settings.model_copy(deep=True)  # whole passages: the attack is shown
+    chunks.llm.prompt_passages = "chunks"
+    llm = RecordingLLM(chunks.llm)
+    answerer = Answerer(chunks, engine.retriever, llm)
     answer = answerer.answer("How many layers does the Zorblax network have?",
                              temperature=0.0)
     zorblax = [h for h in answer.hits if h.chunk.paper_id == "zorblax"]
@@ -230,7 +232,10 @@ def test_ask_text_lists_every_passage_shown_and_marks_the_cited(
             assert link.startswith("https://cdn.openai.com/") and link.endswith(f"#page={page}")
         else:
             assert link == f"{answer_settings.ingest.arxiv_pdf_url}/1706.03762#page={page}"
-    said = out.split("Answer with verified citations:")[-1].split("Sources shown")[0]
+    heading = re.search(r"Answer, each sentence checked against its cited passages:|"
+                        r"Quoted from the sources \(.*?\):", out)
+    assert heading is not None, out
+    said = out[heading.end():].split("\nEvidence")[0].split("Sources shown")[0]
     cited = {n for m in MARKER.finditer(said) for n in expand(m.group(1))}
     assert cited and cited == {int(e[1]) for e in entries if e[0] == "*"}, out
 

@@ -27,6 +27,14 @@ a.pc-cite { font-weight: 600; text-decoration: none; padding: 0 1px; border-radi
   background: rgba(220, 38, 38, 0.12); border-radius: 3px; cursor: help; }
 .pc-sent.pc-partial { text-decoration: underline dotted #d97706; text-decoration-thickness: 2px;
   background: rgba(217, 119, 6, 0.12); border-radius: 3px; cursor: help; }
+/* the reason of a flagged sentence, shown at once on hover (the chat's HTML keeps only
+   standard attributes: the text is the span's title) */
+.pc-unsupported, .pc-partial { position: relative; }
+.pc-unsupported:hover::after, .pc-partial:hover::after { content: attr(title);
+  position: absolute; left: 0;
+  top: calc(100% + 4px); z-index: 50; width: max-content; max-width: 26em; padding: 5px 9px;
+  border-radius: 5px; background: #1f2937; color: #f9fafb; font-size: 0.8rem; line-height: 1.35;
+  white-space: normal; text-decoration: none; box-shadow: 0 2px 8px rgba(0, 0, 0, 0.25); }
 .pc-flag { font-size: 0.68em; font-weight: 700; text-transform: uppercase; margin-left: 3px;
   color: #b91c1c; letter-spacing: 0.03em; }
 .pc-partial .pc-flag { color: #b45309; }

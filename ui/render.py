@@ -89,9 +89,9 @@ def marked_sentences(answer: Answer, link: Callable[[re.Match[str]], str]) -> st
         out.append(MARKER.sub(link, escape(text[pos:i])))
         flag = (f"<sup class='pc-flag'>{s.support}</sup>"
                 if s.support in ("unsupported", "partial") else "")
-        out.append(f"<span class='pc-sent pc-{s.support}' data-support='{s.support}' "
-                   f"title='{escape(sentence_title(s))}'>{MARKER.sub(link, escape(s.text))}"
-                   f"{flag}</span>")
+        out.append(f"<span class='pc-sent pc-{s.support}' "
+                   f"title='{escape(sentence_title(s))}'>"
+                   f"{MARKER.sub(link, escape(s.text))}{flag}</span>")
         pos = i + len(s.text)
     out.append(MARKER.sub(link, escape(text[pos:])))
     return "".join(out)

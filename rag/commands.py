@@ -15,6 +15,7 @@ from core.text import reflow
 from core.types import Answer
 from index.open import open_library, require_library
 from rag.engine import build_engine
+from rag.extract import REPLACED_WHY
 from rag.retrieve import Retriever
 
 
@@ -72,10 +73,6 @@ def print_sources(answer: Answer, console: Console) -> None:
 
 SUPPORT_MARK = {"supported": "[green]✓[/]", "partial": "[yellow]~ partial[/]",
                 "unsupported": "[bold red]✗ unsupported[/]", "uncited": "[dim](uncited)[/]"}
-REPLACED_WHY = {"repetition": "it repeated itself", "few-shot": "it copied an example",
-                "prompt": "it echoed the instructions", "question": "it echoed the question",
-                "empty": "it said nothing", "unsupported": "no sentence was supported by "
-                "its citations"}
 
 
 def answer_heading(answer: Answer) -> str:

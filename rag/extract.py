@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.text import reflow
+from core.text import reflow, tokenize
 from core.types import Answer, Quote, SentenceCheck
+from rag.citations import MARKER
+from rag.support import number_values, numbers
 
-QUOTED_LABEL = "Quoted from the sources"
+# Why ``auto`` replaced the model's answer, for the reader (by degeneration reason).
+REPLACED_WHY = {"repetition": "it repeated itself", "few-shot": "it copied an example from a "
+                "passage", "prompt": "it echoed its instructions", "question": "it echoed the "
+                "question", "empty": "it said nothing", "unsupported": "no sentence of it was "
+                "supported by its citations", "restated": "it only restated the question"}
+# Words an answer adds to any question without saying anything (stems).
+GENERIC_WORDS = frozenset(tokenize("model paper answer source passage author use used "
+                                   "according describe described"))
 
 
 def quoted_text(quotes: list[Quote]) -> list[str]:
@@ -35,14 +44,30 @@ def use_quotes(answer: Answer, quotes: list[Quote]) -> None:
 def degeneration(answer: Answer, echo_reasons: list[str], looped: bool) -> list[str]:
     """What is wrong with the model's checked answer: it looped ("repetition"), echoed the
     prompt or a few-shot example, trailed off ("fragment", stripped), left nothing
-    ("empty"), or no sentence of it is supported by its citations ("unsupported")."""
+    ("empty"), no sentence of it is supported by its citations ("unsupported"), or its
+    supported sentences only restate the question ("restated")."""
     reasons = ["repetition"] if looped else []
     reasons += echo_reasons
+    supported = [s for s in answer.sentences if s.support == "supported"]
     if not answer.answer.strip():
         reasons.append("empty")
-    elif not any(s.support == "supported" for s in answer.sentences):
+    elif not supported:
         reasons.append("unsupported")
+    elif not any(adds_to(s.text, answer.question) for s in supported):
+        reasons.append("restated")
     return reasons
+
+
+def adds_to(sentence: str, question: str) -> bool:
+    """Whether a sentence says more than the question asked: a number the question does
+    not hold, or two content words it does not use ("The PaLM team dealt with the loss
+    spikes [2]." only restates "How did the PaLM team deal with the loss spikes?")."""
+    asked = number_values(question)
+    if any(not (n.values & asked) for n in numbers(MARKER.sub(" ", sentence))):
+        return True
+    words = {w for w in tokenize(MARKER.sub(" ", sentence)) if not w[0].isdigit()}
+    new = words - set(tokenize(question)) - GENERIC_WORDS
+    return len(new) >= 2
 
 
 def needs_quotes(reasons: list[str]) -> bool:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,25 @@ def test_real_model_in_auto_mode(corpus_settings: Settings, llm_url: str) -> Non
     for question in (OFF_TOPIC, *NEAR_TOPIC):  # with a server up: still refused
         refused = engine.answerer.answer(question)
         assert refused.abstained, (question, refused.signal)
+
+
+def test_eval_scores_the_extract_mode_with_no_server(dead: Settings, tmp_path: Path) -> None:
+    """`paperchat eval --answer-mode extract`: answers without a model, with the support
+    figures in the report."""
+    from paperchat.cli import main
+    from tests.helpers import DEV_QUESTIONS
+
+    out = tmp_path / "run"
+    code = main(["--data-dir", str(dead.data_dir), "--llm-url", dead.llm.base_url, "eval",
+                 str(DEV_QUESTIONS), "--limit", "4", "--answer-mode", "extract", "--out",
+                 str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["answer_mode"] == "extract" and report["model"] is None
+    assert report["citations"]["supported_share"] == 1.0  # quotes support themselves
+    assert report["answers"]["unsupported_numbers"] == 0.0
+    assert report["citations"]["validity"] == 1.0
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert all(r["answer_mode"] == "extract" and r["evidence"] for r in records
+               if not r["abstained"])
+    assert "supported_share" in (out / "report.md").read_text()

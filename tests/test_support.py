@@ -138,3 +138,15 @@ def test_an_uncited_sentence_gets_the_passage_that_supports_it() -> None:
     assert added == [1]
     assert text.startswith("The big model reached 28.4 BLEU on English-to-German [1].")
     assert "99.9 on English-to-French." in text and "It is good." in text  # left uncited
+
+
+def test_a_sentence_that_only_restates_the_question_is_no_answer() -> None:
+    from rag.extract import adds_to
+
+    question = "How did the PaLM team deal with the loss spikes seen when training the 540B model?"
+    assert not adds_to("The PaLM team dealt with the loss spikes seen when training the 540B "
+                       "model [2].", question)
+    assert adds_to("They restarted from a checkpoint 100 steps earlier [2].", question)
+    assert adds_to("The 540B model skipped 200 to 500 data batches [2].", question)
+    assert not adds_to("It set a new state of the art on the 29 benchmarks [3].",
+                       "On how many of the 29 benchmarks did it set a new state of the art?")

@@ -13,6 +13,7 @@ from html import escape
 from core.text import passage_sentences, reflow, split_sentences, tokenize
 from core.types import Answer, Citation, SentenceCheck
 from rag.citations import MARKER, expand
+from rag.extract import REPLACED_WHY
 
 ABSTAIN_WHY = {
     "retrieval": "No passage in the library is close enough to the question.",
@@ -97,10 +98,6 @@ def marked_sentences(answer: Answer, link: Callable[[re.Match[str]], str]) -> st
     return "".join(out)
 
 
-REPLACED_WHY = {"repetition": "it repeated itself", "few-shot": "it copied an example from a "
-                "passage", "prompt": "it echoed its instructions", "question": "it echoed the "
-                "question", "empty": "it said nothing", "unsupported": "no sentence of it was "
-                "supported by its citations"}
 
 
 def support_summary(answer: Answer) -> str:

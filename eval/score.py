@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from eval import metrics as m
-from rag.support import number_values, numbers
+from rag.claims import number_values, numbers
 
 RECALL_KS = (1, 5, 10)
 EVIDENCE_KS = (5, 10)

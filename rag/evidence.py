@@ -18,7 +18,7 @@ import numpy as np
 from core.text import passage_sentences, reflow, tokenize
 from core.types import Hit, Quote
 from index.embedder import Embedder, torch_threads
-from rag.support import Window, terms
+from rag.claims import Window, terms
 
 MIN_CHARS = 25  # shorter fragments (headings, table debris) are not quoted
 MAX_CHARS = 600  # longer "sentences" are table dumps or lost punctuation: not quoted

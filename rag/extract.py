@@ -8,7 +8,7 @@ from dataclasses import replace
 from core.text import reflow, tokenize
 from core.types import Answer, Quote, SentenceCheck
 from rag.citations import MARKER
-from rag.support import number_values, numbers
+from rag.claims import number_values, numbers
 
 # Why ``auto`` replaced the model's answer, for the reader (by degeneration reason).
 REPLACED_WHY = {"repetition": "it repeated itself", "few-shot": "it copied an example from a "

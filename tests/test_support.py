@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from core.types import Citation
-from rag.support import check_answer, check_sentence, numbers, sentence_spans, terms
+from rag.claims import numbers, terms
+from rag.support import check_answer, check_sentence, sentence_spans
 
 # Page 8 of 1706.03762 as extracted: 28.4 sits in the English-to-German sentence, 41.0 in
 # the English-to-French one.

@@ -97,6 +97,8 @@ def print_checked(answer: Answer, console: Console) -> None:
     totals = answer.support_totals()
     if answer.sentences:
         console.print("[dim]" + ", ".join(f"{v} {k}" for k, v in totals.items() if v) + "[/]")
+    if answer.mode == "extract":
+        return  # the answer is the evidence
     if answer.evidence:
         console.print("\n[bold]Evidence[/] (the passages' sentences that best answer the "
                       "question):")

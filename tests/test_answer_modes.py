@@ -80,7 +80,7 @@ def test_extract_mode_answers_with_no_server_running(dead: Settings) -> None:
     text = cli(dead, "--mode", "extract", BLEU)
     assert text.returncode == 0, text.stderr
     assert "Quoted from the sources (no model was asked):" in text.stdout
-    assert "Evidence" in text.stdout and "28.4" in text.stdout
+    assert "“" in text.stdout and "28.4" in text.stdout and "✓" in text.stdout
 
 
 @pytest.mark.parametrize("question", [OFF_TOPIC, *NEAR_TOPIC])

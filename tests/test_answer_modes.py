@@ -20,7 +20,7 @@ from core.types import Answer
 from rag.citations import MARKER, expand
 from rag.engine import Engine, build_engine
 from tests.helpers import free_port
-from tests.llm_stub import ScriptedServer, scripted_server, source_number
+from tests.llm_stub import SOURCE, ScriptedServer, scripted_server, source_number
 
 pytestmark = [pytest.mark.slow]
 
@@ -108,6 +108,28 @@ def wrong_number(messages: list[dict[str, str]]) -> str:
     return (f"The big Transformer model achieved a BLEU score of 41.0 on the WMT 2014 "
             f"English-to-German translation task [{n}]. It improves over the best previous "
             f"result by more than 2.0 BLEU [{n}].")
+
+
+def test_a_small_context_gets_the_best_sentences_of_fewer_passages(
+        scripted: tuple[ScriptedServer, Engine], corpus_settings: Settings) -> None:
+    """The scripted server serves a 2,048-token context: the prompt shows the first
+    llm.tight_passages passages, each cut to its best sentences; 'chunks' shows them
+    whole. The numbering is the retrieval's either way."""
+    server, engine = scripted
+    server.script = lambda messages: "It reached 28.4 BLEU [1]."
+    tight = engine.answerer.answer(BLEU, mode="generate", k=6)
+    blocks = SOURCE.findall(server.requests[-1]["messages"][-1]["content"])
+    assert len(blocks) == len(tight.hits) == 3
+    texts = [text for _, text in blocks]
+    assert all(len(t) <= len(h.chunk.text) for t, h in zip(texts, tight.hits, strict=True))
+    assert any(" … " in t for t in texts) and "28.4" in texts[0]
+    whole = build_engine(with_llm(corpus_settings, base_url=server.url,
+                                  prompt_passages="chunks")).answerer
+    full = whole.answer(BLEU, mode="generate", k=6)
+    sent = SOURCE.findall(server.requests[-1]["messages"][-1]["content"])
+    assert len(sent) == len(full.hits) > 3
+    assert [h.chunk.id for h in full.hits[:3]] == [h.chunk.id for h in tight.hits]
+    assert tight.prompt_tokens < full.prompt_tokens
 
 
 def test_a_wrong_number_is_unsupported_in_the_answer_ask_and_json(

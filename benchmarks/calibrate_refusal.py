@@ -36,8 +36,6 @@ from benchmarks.common import (
 from core.settings import Settings
 from eval.metrics import abstention_scores
 from eval.questions import load_questions
-from rag.engine import build_engine
-from rag.rewrite import rewrite_query
 
 NAME = "refusal"
 DENSE = np.round(np.arange(0.20, 0.50, 0.01), 2)
@@ -50,6 +48,9 @@ def collect(settings: Settings, files: Sequence[Path], cache: Path) -> list[dict
     """One row per question: id, unanswerable, the refusal signal (no model is called).
     Rows are appended to ``cache`` as they are made and reused from it (by file, id and
     question text) when the run is repeated."""
+    from rag.engine import build_engine  # heavy (torch): only when something is searched
+    from rag.rewrite import rewrite_query
+
     done = {}
     if cache.is_file():
         for line in cache.read_text(encoding="utf-8").splitlines():

@@ -55,3 +55,19 @@ def test_names_are_looked_up_in_passages_titles_and_front_matter() -> None:
     assert signal(by_author, hits, scored, 0.6).name_coverage == 0.0
     assert signal(by_author, hits, scored, 0.6, "Hugo Touvron, Thibaut Lavril").name_coverage \
         == 1.0
+
+
+def test_calibration_picks_thresholds_on_tune_rows_only() -> None:
+    from benchmarks.calibrate_refusal import choose, scores
+
+    def row(i: int, unanswerable: bool, dense: float, best: float, names: float) -> dict:
+        return {"id": str(i), "unanswerable": unanswerable, "best_dense": dense,
+                "best_sentence": best, "term_coverage": 0.5, "name_coverage": names}
+
+    tune = [row(1, True, 0.15, 0.20, 1.0),  # off-topic: nothing close
+            row(2, True, 0.50, 0.55, 0.0),  # near-topic: names the library lacks
+            *(row(10 + i, False, 0.45 + i / 100, 0.40 + i / 100, 1.0) for i in range(20))]
+    dense, best, names = choose(tune, max_false=0.05)
+    assert scores(tune, (dense, best, names))["f1"] == 1.0
+    assert 0.0 < names <= 1.0 and best <= 0.40 and 0.20 <= dense < 0.45
+    assert scores(tune, (dense, best, names))["false_abstention_rate"] == 0.0

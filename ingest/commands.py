@@ -16,7 +16,14 @@ from core.settings import Settings
 from index.library import Catalog
 from index.open import open_library
 from ingest import reading_list
-from ingest.pipeline import IngestReport, NullReporter, Reporter, ingest_items, make_chunker
+from ingest.pipeline import (
+    Ingestor,
+    IngestReport,
+    NullReporter,
+    Reporter,
+    ingest_items,
+    make_chunker,
+)
 from ingest.reindex import reindex
 
 STATUS_STYLE = {"ingested": "green", "replaced": "cyan", "unchanged": "dim", "failed": "red"}
@@ -63,6 +70,16 @@ def summary_line(report: IngestReport, library: Catalog, settings: Settings) -> 
             f"{settings.data_dir} ({done or 'nothing to do'}; {report.seconds:.1f} s)")
 
 
+def ingest_runner(settings: Settings) -> type[Ingestor]:
+    """The Ingestor of ``ingest.runner``: this machine's threads and processes, or Ray Data
+    (its module, and Ray, are imported only then)."""
+    if settings.ingest.runner == "ray":
+        from ingest.ray_runner import RayIngestor
+
+        return RayIngestor
+    return Ingestor
+
+
 def run_ingest(settings: Settings, items: list[str], search: str | None = None,
                max_results: int = 10, quiet: bool = False, as_json: bool = False) -> int:
     """`paperchat ingest`: exit code 0 when every item is in the library, 1 otherwise.
@@ -80,7 +97,8 @@ def run_ingest(settings: Settings, items: list[str], search: str | None = None,
                         TextColumn("{task.fields[label]}"), console=err, disable=not show)
     reporter: Reporter = RichReporter(progress) if show else NullReporter()
     with progress:
-        report = ingest_items(settings, library, items, search, max_results, reporter=reporter)
+        report = ingest_items(settings, library, items, search, max_results, reporter=reporter,
+                              runner=ingest_runner(settings))
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return 1 if report.failed else 0

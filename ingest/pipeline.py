@@ -12,6 +12,7 @@ import multiprocessing
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
@@ -24,10 +25,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from core.errors import DiskFullError, NetworkError, PaperchatError, SourceNotFoundError
 from core.settings import Settings
-from core.types import Page, PaperMeta
-from index.embedder import load_tokenizer
+from core.types import Chunk, Page, Paper, PaperMeta
+from index.embedder import Embedder, load_tokenizer
 from index.library import Library, embed_text
 from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
@@ -113,15 +116,113 @@ def make_chunker(settings: Settings) -> Chunker:
                    settings.chunking.overlap_tokens)
 
 
+# -- the stages: the local runner (Ingestor) and the Ray runner (ingest.ray_runner) both
+# -- call these, so both store the same papers, chunks and vectors.
+# Extraction (CPU) is ingest.extract.extract_pages, run in a process by either runner.
+MetaLookup = Callable[[str], PaperMeta | None]  # arXiv id -> metadata (None: not found)
+
+
+@dataclass
+class Prepared:
+    """A paper ready to embed and store: its record, pages, chunks and the chunk texts the
+    embedder sees."""
+
+    job: Job
+    paper: Paper
+    pages: list[Page]
+    chunks: list[Chunk]
+    texts: list[str]
+
+
+def fetch_pdf(job: Job, client: ArxivClient, downloader: Downloader) -> Job:
+    """Download stage (I/O): get the PDF on disk and hash it."""
+    src = job.source
+    if src.kind == "file":
+        assert src.path is not None
+        path = src.path
+    elif src.kind == "arxiv":
+        assert src.arxiv_id is not None
+        version = src.version or (job.meta.version if job.meta else None)
+        url = client.pdf_url(src.arxiv_id, version)
+        name = f"{src.arxiv_id.replace('/', '_')}{f'v{version}' if version else ''}.pdf"
+        path = downloader.fetch(url, name)
+    else:
+        assert src.url is not None
+        path = downloader.fetch(src.url, f"{job.paper_id}.pdf")
+    return replace(job, path=path, content_hash=metadata.sha256_file(path))
+
+
+def lookup_meta(client: ArxivClient, arxiv_id: str) -> PaperMeta | None:
+    """arXiv metadata of one id (None when arXiv is unreachable or has no such paper)."""
+    if not client.reachable:
+        return None
+    try:
+        return client.fetch_metadata([arxiv_id]).get(arxiv_id)
+    except NetworkError as err:
+        log.info("arXiv unreachable: %s", err)
+        return None
+
+
+def identify(job: Job, pages: list[Page], lookup: MetaLookup | None) -> Job:
+    """Give a local PDF its arXiv id (from the page-1 stamp) and metadata (``lookup``, when
+    arXiv is reachable; else from the PDF)."""
+    assert job.path is not None
+    if job.meta is not None:
+        return job
+    arxiv_id = job.source.arxiv_id
+    if arxiv_id is None:
+        stamp = extract.arxiv_stamp_of_pdf(job.path)
+        arxiv_id = stamp[0] if stamp else None
+    paper_id = arxiv_id or job.paper_id
+    meta = lookup(arxiv_id) if arxiv_id and lookup is not None else None
+    if meta is None:
+        meta = metadata.offline_meta(paper_id, arxiv_id, job.path, pages)
+    return replace(job, paper_id=paper_id, meta=meta)
+
+
+def prepare_paper(job: Job, pages: list[Page], chunker: Chunker) -> Prepared:
+    """Chunking stage (CPU): the identified paper's record, pages and chunks."""
+    assert job.meta is not None and job.path is not None
+    pages = [Page(job.paper_id, p.number, p.text) for p in pages]
+    chunks = chunker.chunk(job.paper_id, pages)
+    meta = replace(job.meta, id=job.paper_id)
+    if job.source.version is not None:
+        meta = replace(meta, version=job.source.version)
+    title = meta.title or job.paper_id
+    paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
+                                pages)
+    texts = [embed_text(title, c.section, c.text) for c in chunks]
+    return Prepared(job, paper, pages, chunks, texts)
+
+
+def embed_paper(prepared: Prepared, embedder: Embedder) -> np.ndarray:
+    """Embedding stage (model): one vector per chunk."""
+    return embedder.embed(prepared.texts)
+
+
+def store_paper(library: Library, prepared: Prepared, vectors: np.ndarray) -> ItemResult:
+    """Writer stage (the one process holding the writer lock): one SQLite transaction."""
+    paper = prepared.paper
+    existed = library.paper(paper.id) is not None
+    library.add_paper(paper, prepared.pages, prepared.chunks, vectors)
+    return ItemResult(item=prepared.job.item, status="replaced" if existed else "ingested",
+                      paper_id=paper.id, title=paper.title, pages=len(prepared.pages),
+                      chunks=len(prepared.chunks))
+
+
 def ingest_items(settings: Settings, library: Library, items: list[str],
                  search: str | None = None, max_results: int = 10, *,
-                 reporter: Reporter | None = None, wait: bool = True) -> IngestReport:
+                 reporter: Reporter | None = None, wait: bool = True,
+                 runner: type[Ingestor] | None = None) -> IngestReport:
     """The one ingest recipe (CLI, UI, benchmarks): take the writer lock (wait for it, or
     fail with LibraryBusyError when ``wait`` is False), fetch, extract, chunk, embed and
-    store each item, then bring the search indexes up to date."""
+    store each item, then bring the search indexes up to date. ``runner``: the Ingestor
+    class (this machine's threads and processes by default; ingest.commands picks
+    ray_runner.RayIngestor for ``ingest.runner = "ray"``)."""
     reporter = reporter or NullReporter()
     with library.writer(wait=wait):
-        ingestor = Ingestor(settings, library, make_chunker(settings), reporter=reporter)
+        ingestor = (runner or Ingestor)(settings, library, make_chunker(settings),
+                                        reporter=reporter)
         report = ingestor.ingest(items, search, max_results)
         reporter.stage("index", 1)
         library.refresh()
@@ -233,20 +334,10 @@ class Ingestor:
 
     def fetch(self, job: Job) -> Job:
         """Runs in a download thread: get the PDF on disk and hash it."""
-        src = job.source
-        if src.kind == "file":
-            assert src.path is not None
-            path = src.path
-        elif src.kind == "arxiv":
-            assert src.arxiv_id is not None
-            version = src.version or (job.meta.version if job.meta else None)
-            url = self.client.pdf_url(src.arxiv_id, version)
-            name = f"{src.arxiv_id.replace('/', '_')}{f'v{version}' if version else ''}.pdf"
-            path = self.downloader.fetch(url, name)
-        else:
-            assert src.url is not None
-            path = self.downloader.fetch(src.url, f"{job.paper_id}.pdf")
-        return replace(job, path=path, content_hash=metadata.sha256_file(path))
+        return fetch_pdf(job, self.client, self.downloader)
+
+    def lookup(self, arxiv_id: str) -> PaperMeta | None:
+        return lookup_meta(self.client, arxiv_id)
 
     # -- the run ---------------------------------------------------------------------
     def ingest(self, items: list[str], search: str | None = None,
@@ -261,6 +352,14 @@ class Ingestor:
                 todo.append(job)
         for name in ("download", "extract", "embed"):
             self.reporter.stage(name, len(todo))
+        self.run(todo)
+        self.report.arxiv_unreachable = not self.client.reachable
+        self.report.seconds = time.perf_counter() - start
+        return self.report
+
+    def run(self, todo: list[Job]) -> None:
+        """Fetch, extract, chunk, embed and store ``todo``: downloads in two threads,
+        extraction in ``ingest.workers`` processes, embedding and writing here."""
         workers = max(1, self.settings.ingest.workers)
         ctx = multiprocessing.get_context("spawn")  # no fork after torch started its threads
         with ThreadPoolExecutor(2) as dl, ProcessPoolExecutor(
@@ -271,9 +370,6 @@ class Ingestor:
                 dl.shutdown(wait=False, cancel_futures=True)
                 ex.shutdown(wait=False, cancel_futures=True)
                 raise
-        self.report.arxiv_unreachable = not self.client.reachable
-        self.report.seconds = time.perf_counter() - start
-        return self.report
 
     def _run(self, todo: list[Job], dl: Executor, ex: Executor) -> None:
         downloads: deque[tuple[Job, Future[Job]]] = deque((j, dl.submit(self.fetch, j))
@@ -316,8 +412,7 @@ class Ingestor:
         self.reporter.advance("extract", job.paper_id)
         try:
             pages = fut.result()
-            job = self._identify(job, pages)
-            pages = [Page(job.paper_id, p.number, p.text) for p in pages]
+            job = identify(job, pages, self.lookup)
             self._store(job, pages)
         except DiskFullError:
             raise
@@ -326,41 +421,10 @@ class Ingestor:
         finally:
             self.reporter.advance("embed", job.paper_id)
 
-    def _identify(self, job: Job, pages: list[Page]) -> Job:
-        """Give a local PDF its arXiv id (from the page-1 stamp) and metadata."""
-        assert job.path is not None
-        if job.meta is not None:
-            return job
-        arxiv_id = job.source.arxiv_id
-        if arxiv_id is None:
-            stamp = extract.arxiv_stamp_of_pdf(job.path)
-            arxiv_id = stamp[0] if stamp else None
-        paper_id = arxiv_id or job.paper_id
-        meta = None
-        if arxiv_id and self.client.reachable:
-            try:
-                meta = self.client.fetch_metadata([arxiv_id]).get(arxiv_id)
-            except NetworkError as err:
-                log.info("arXiv unreachable: %s", err)
-        if meta is None:
-            meta = metadata.offline_meta(paper_id, arxiv_id, job.path, pages)
-        return replace(job, paper_id=paper_id, meta=meta)
-
     def _store(self, job: Job, pages: list[Page]) -> None:
-        assert job.meta is not None and job.path is not None
-        chunks = self.chunker.chunk(job.paper_id, pages)
-        meta = replace(job.meta, id=job.paper_id)
-        if job.source.version is not None:
-            meta = replace(meta, version=job.source.version)
-        title = meta.title or job.paper_id
-        vectors = self.embedder.embed([embed_text(title, c.section, c.text) for c in chunks])
-        paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
-                                    pages)
-        existed = self.library.paper(job.paper_id) is not None
-        self.library.add_paper(paper, pages, chunks, vectors)
-        self.report.results.append(ItemResult(
-            item=job.item, status="replaced" if existed else "ingested", paper_id=paper.id,
-            title=paper.title, pages=len(pages), chunks=len(chunks)))
+        prepared = prepare_paper(job, pages, self.chunker)
+        vectors = embed_paper(prepared, self.embedder)
+        self.report.results.append(store_paper(self.library, prepared, vectors))
 
     def _done_unchanged(self, job: Job, paper_id: str | None = None) -> None:
         have = self.library.paper(paper_id or job.paper_id)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -196,6 +197,20 @@ def import_ray() -> Any:
     return ray
 
 
+def probe_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a head that does not answer: ray.init retries a dead host:port forever.
+    ('auto' and ray:// addresses are left to Ray, which reports them itself.)"""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or address.startswith("ray://") or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(f"No Ray cluster answers at {address} ({err.strerror or err}).",
+                          "Start one with `ray start --head`, or pass its address "
+                          "(host:port) or 'auto' with --ray-address.") from err
+
+
 @contextmanager
 def ray_session(settings: Settings) -> Iterator[Any]:
     """Connected to ``ray.address``, or a local Ray instance for the run (stopped after)."""
@@ -204,6 +219,7 @@ def ray_session(settings: Settings) -> Iterator[Any]:
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if cfg.address:
+            probe_address(cfg.address)
             ray.init(address=cfg.address, **quiet)
         else:  # the memory monitor watches the whole machine: off for a shared box
             ray.init(num_cpus=cfg.local_cpus or None, include_dashboard=False,
@@ -211,8 +227,8 @@ def ray_session(settings: Settings) -> Iterator[Any]:
                      _system_config={"memory_monitor_refresh_ms": 0}, **quiet)
     except (ConnectionError, ray.exceptions.RayError) as err:
         where = cfg.address or "a local instance"
-        raise ConfigError(f"Cannot start or reach the Ray cluster at {where}: "
-                          f"{str(err).splitlines()[0] if str(err) else type(err).__name__}.",
+        why = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else repr(err)
+        raise ConfigError(f"Cannot start or reach the Ray cluster at {where}: {why}.",
                           "Check --ray-address (host:port of the head, or 'auto').") from err
     try:
         ctx = ray.data.DataContext.get_current()

@@ -1,42 +1,49 @@
 """`paperchat ingest`: sources -> fetched PDFs -> pages -> chunks -> vectors -> library.
 
-Downloads run in threads and text extraction in a process pool while the main thread
+Downloads run in threads and text extraction in worker processes while the main thread
 embeds the papers already extracted, so the stages overlap. Each paper is stored in one
 SQLite transaction: a crash loses at most the paper in flight.
+
+Hostile input fails one item, never the run: each PDF is read in its own process with a
+time and memory limit (:mod:`ingest.workers`), local files have the same size cap as
+downloads, and a PDF claiming more than ``ingest.max_pages`` pages is refused. Browser
+uploads (``upload=True``) are not trusted by name: their identity is the arXiv stamp on
+their first page or a name with their content's hash, and they never replace a paper.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import signal
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from core.errors import DiskFullError, NetworkError, PaperchatError, SourceNotFoundError
+from core.errors import (
+    DiskFullError,
+    IngestError,
+    LibraryBusyError,
+    NetworkError,
+    PaperchatError,
+    PdfError,
+    SourceNotFoundError,
+)
 from core.settings import Settings
 from core.types import Chunk, Page, Paper, PaperMeta
 from index.embedder import Embedder, load_tokenizer
-from index.library import Library, embed_text
+from index.library import Catalog, Library, embed_text
 from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
 from ingest.chunk import Chunker
-from ingest.fetch import Downloader
+from ingest.fetch import Downloader, url_file_name, url_paper_id
 from ingest.sources import Source, parse_item
+from ingest.workers import ExtractionPool
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +98,7 @@ class Job:
     meta: PaperMeta | None = None
     path: Path | None = None
     content_hash: str = ""
-
-
-def _ignore_sigint() -> None:
-    """Extraction workers leave Ctrl-C to the main process (which stops the run cleanly);
-    otherwise each prints a KeyboardInterrupt traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    flags: tuple[str, ...] = ()  # warnings found at extraction (Paper.flags)
 
 
 def _local_id(source: Source) -> tuple[str, str | None]:
@@ -106,8 +108,9 @@ def _local_id(source: Source) -> tuple[str, str | None]:
     known = reading_list.by_url().get(source.url or "")
     if known is not None:
         return known.id, known.arxiv_id
-    name = source.path.stem if source.path else Path((source.url or "").split("?")[0]).stem
-    return name or "paper", None
+    if source.path:
+        return source.path.stem or "paper", None
+    return url_paper_id(source.url or ""), None
 
 
 def make_chunker(settings: Settings) -> Chunker:
@@ -116,9 +119,27 @@ def make_chunker(settings: Settings) -> Chunker:
                    settings.chunking.overlap_tokens)
 
 
+@contextmanager
+def writer_lock(library: Catalog, wait: bool = True,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """The library's writer lock. When another process holds it: LibraryBusyError unless
+    ``wait``; else ``on_wait`` is told once (the CLI prints it) and the lock is waited for."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(library.writer(wait=False))
+        except LibraryBusyError:
+            if not wait:
+                raise
+            if on_wait is not None:
+                on_wait(f"Another paperchat process is writing to {library.dir}; waiting "
+                        "for it to finish (Ctrl-C stops).")
+            stack.enter_context(library.writer(wait=True))
+        yield
+
+
 # -- the stages: the local runner (Ingestor) and the Ray runner (ingest.ray_runner) both
 # -- call these, so both store the same papers, chunks and vectors.
-# Extraction (CPU) is ingest.extract.extract_pages, run in a process by either runner.
+# Extraction (CPU) is ingest.extract.extract_document, in a worker process of either runner.
 MetaLookup = Callable[[str], PaperMeta | None]  # arXiv id -> metadata (None: not found)
 
 
@@ -134,12 +155,23 @@ class Prepared:
     texts: list[str]
 
 
-def fetch_pdf(job: Job, client: ArxivClient, downloader: Downloader) -> Job:
+def check_size(path: Path, limit_mb: float) -> None:
+    """A local PDF gets the cap a download gets (ingest.max_pdf_mb)."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size > limit_mb * 1024 * 1024:
+        raise PdfError(f"{path} is {size / 1024 / 1024:.1f} MiB, larger than "
+                       f"ingest.max_pdf_mb ({limit_mb:g} MiB).",
+                       "Raise ingest.max_pdf_mb to accept it.")
+
+
+def fetch_pdf(job: Job, client: ArxivClient, downloader: Downloader,
+              max_pdf_mb: float) -> Job:
     """Download stage (I/O): get the PDF on disk and hash it."""
     src = job.source
     if src.kind == "file":
         assert src.path is not None
         path = src.path
+        check_size(path, max_pdf_mb)
     elif src.kind == "arxiv":
         assert src.arxiv_id is not None
         version = src.version or (job.meta.version if job.meta else None)
@@ -148,7 +180,7 @@ def fetch_pdf(job: Job, client: ArxivClient, downloader: Downloader) -> Job:
         path = downloader.fetch(url, name)
     else:
         assert src.url is not None
-        path = downloader.fetch(src.url, f"{job.paper_id}.pdf")
+        path = downloader.fetch(src.url, url_file_name(src.url))
     return replace(job, path=path, content_hash=metadata.sha256_file(path))
 
 
@@ -163,20 +195,21 @@ def lookup_meta(client: ArxivClient, arxiv_id: str) -> PaperMeta | None:
         return None
 
 
-def identify(job: Job, pages: list[Page], lookup: MetaLookup | None) -> Job:
+def identify(job: Job, extracted: extract.Extracted, lookup: MetaLookup | None) -> Job:
     """Give a local PDF its arXiv id (from the page-1 stamp) and metadata (``lookup``, when
-    arXiv is reachable; else from the PDF)."""
+    arXiv is reachable; else from the PDF), and the extraction's flags."""
+    job = replace(job, flags=extracted.flags)
     assert job.path is not None
     if job.meta is not None:
         return job
     arxiv_id = job.source.arxiv_id
     if arxiv_id is None:
-        stamp = extract.arxiv_stamp_of_pdf(job.path)
-        arxiv_id = stamp[0] if stamp else None
+        arxiv_id = extracted.stamp[0] if extracted.stamp else None
     paper_id = arxiv_id or job.paper_id
     meta = lookup(arxiv_id) if arxiv_id and lookup is not None else None
     if meta is None:
-        meta = metadata.offline_meta(paper_id, arxiv_id, job.path, pages)
+        meta = metadata.offline_meta(paper_id, arxiv_id, job.path, extracted.pages,
+                                     extracted.info)
     return replace(job, paper_id=paper_id, meta=meta)
 
 
@@ -190,7 +223,7 @@ def prepare_paper(job: Job, pages: list[Page], chunker: Chunker) -> Prepared:
         meta = replace(meta, version=job.source.version)
     title = meta.title or job.paper_id
     paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
-                                pages)
+                                pages, job.flags)
     texts = [embed_text(title, c.section, c.text) for c in chunks]
     return Prepared(job, paper, pages, chunks, texts)
 
@@ -201,28 +234,35 @@ def embed_paper(prepared: Prepared, embedder: Embedder) -> np.ndarray:
 
 
 def store_paper(library: Library, prepared: Prepared, vectors: np.ndarray) -> ItemResult:
-    """Writer stage (the one process holding the writer lock): one SQLite transaction."""
-    paper = prepared.paper
-    existed = library.paper(paper.id) is not None
+    """Writer stage (the one process holding the writer lock): the library's own copy of
+    the PDF, then one SQLite transaction; a replaced version's copy goes."""
+    job = prepared.job
+    assert job.path is not None
+    paper = replace(prepared.paper, pdf_file=library.pdfs.add(job.path, job.content_hash))
+    old = library.paper(paper.id)
     library.add_paper(paper, prepared.pages, prepared.chunks, vectors)
-    return ItemResult(item=prepared.job.item, status="replaced" if existed else "ingested",
+    if old is not None and old.content_hash != paper.content_hash:
+        library.pdfs.remove(old)  # the replaced version's copy
+    return ItemResult(item=job.item, status="replaced" if old is not None else "ingested",
                       paper_id=paper.id, title=paper.title, pages=len(prepared.pages),
                       chunks=len(prepared.chunks))
 
 
 def ingest_items(settings: Settings, library: Library, items: list[str],
                  search: str | None = None, max_results: int = 10, *,
-                 reporter: Reporter | None = None, wait: bool = True,
+                 reporter: Reporter | None = None, wait: bool = True, upload: bool = False,
+                 on_wait: Callable[[str], None] | None = None,
                  runner: type[Ingestor] | None = None) -> IngestReport:
-    """The one ingest recipe (CLI, UI, benchmarks): take the writer lock (wait for it, or
-    fail with LibraryBusyError when ``wait`` is False), fetch, extract, chunk, embed and
-    store each item, then bring the search indexes up to date. ``runner``: the Ingestor
-    class (this machine's threads and processes by default; ingest.commands picks
+    """The one ingest recipe (CLI, UI, benchmarks): take the writer lock (wait for it,
+    telling ``on_wait``, or fail with LibraryBusyError when ``wait`` is False), fetch,
+    extract, chunk, embed and store each item, then bring the search indexes up to date.
+    ``upload``: the items are browser uploads (see the module doc). ``runner``: the
+    Ingestor class (this machine's threads and processes by default; ingest.commands picks
     ray_runner.RayIngestor for ``ingest.runner = "ray"``)."""
     reporter = reporter or NullReporter()
-    with library.writer(wait=wait):
+    with writer_lock(library, wait, on_wait):
         ingestor = (runner or Ingestor)(settings, library, make_chunker(settings),
-                                        reporter=reporter)
+                                        reporter=reporter, upload=upload)
         report = ingestor.ingest(items, search, max_results)
         reporter.stage("index", 1)
         library.refresh()
@@ -233,8 +273,9 @@ def ingest_items(settings: Settings, library: Library, items: list[str],
 class Ingestor:
     def __init__(self, settings: Settings, library: Library, chunker: Chunker, *,
                  client: ArxivClient | None = None, downloader: Downloader | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, upload: bool = False) -> None:
         self.settings = settings
+        self.upload = upload
         self.library = library
         self.embedder = library.embedder
         self.chunker = chunker
@@ -249,6 +290,8 @@ class Ingestor:
         for item in items:
             try:
                 for src in parse_item(item):
+                    if self.upload:  # an uploaded file's name says nothing about it
+                        src = replace(src, arxiv_id=None, version=None)
                     pid, _ = _local_id(src)
                     label = src.path.name if src.path and Path(item).is_dir() else item
                     jobs.append(Job(item=label, source=src, paper_id=pid))
@@ -334,7 +377,7 @@ class Ingestor:
 
     def fetch(self, job: Job) -> Job:
         """Runs in a download thread: get the PDF on disk and hash it."""
-        return fetch_pdf(job, self.client, self.downloader)
+        return fetch_pdf(job, self.client, self.downloader, self.settings.ingest.max_pdf_mb)
 
     def lookup(self, arxiv_id: str) -> PaperMeta | None:
         return lookup_meta(self.client, arxiv_id)
@@ -359,22 +402,21 @@ class Ingestor:
 
     def run(self, todo: list[Job]) -> None:
         """Fetch, extract, chunk, embed and store ``todo``: downloads in two threads,
-        extraction in ``ingest.workers`` processes, embedding and writing here."""
-        workers = max(1, self.settings.ingest.workers)
-        ctx = multiprocessing.get_context("spawn")  # no fork after torch started its threads
-        with ThreadPoolExecutor(2) as dl, ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_ignore_sigint) as ex:
+        extraction in ``ingest.workers`` isolated processes, embedding and writing here."""
+        ing = self.settings.ingest
+        with ThreadPoolExecutor(2) as dl, ExtractionPool(
+                ing.workers, ing.extract_timeout_s, ing.extract_memory_mb) as ex:
             try:
                 self._run(todo, dl, ex)
             except KeyboardInterrupt:  # Ctrl-C: drop the queued work, keep what is stored
                 dl.shutdown(wait=False, cancel_futures=True)
-                ex.shutdown(wait=False, cancel_futures=True)
+                ex.shutdown(cancel=True)
                 raise
 
-    def _run(self, todo: list[Job], dl: Executor, ex: Executor) -> None:
+    def _run(self, todo: list[Job], dl: Executor, ex: ExtractionPool) -> None:
         downloads: deque[tuple[Job, Future[Job]]] = deque((j, dl.submit(self.fetch, j))
                                                           for j in todo)
-        extracts: deque[tuple[Job, Future[list[Page]]]] = deque()
+        extracts: deque[tuple[Job, Future[extract.Extracted]]] = deque()
         while downloads or extracts:
             if extracts and extracts[0][1].done():
                 job, fut = extracts.popleft()
@@ -387,8 +429,8 @@ class Ingestor:
                 pending += [f for _, f in list(extracts)[:1]]
                 wait(pending, return_when=FIRST_COMPLETED)
 
-    def _extract(self, job: Job, dfut: Future[Job], ex: Executor,
-                 extracts: deque[tuple[Job, Future[list[Page]]]]) -> None:
+    def _extract(self, job: Job, dfut: Future[Job], ex: ExtractionPool,
+                 extracts: deque[tuple[Job, Future[extract.Extracted]]]) -> None:
         self.reporter.advance("download", job.paper_id)
         try:
             job = dfut.result()
@@ -399,20 +441,25 @@ class Ingestor:
             return
         have = self.library.paper_by_hash(job.content_hash)
         if have is not None:
+            assert job.path is not None
+            self.library.pdfs.add(job.path, job.content_hash)  # stored before copies were kept
             self._done_unchanged(job, have.id)
             self.reporter.advance("extract")
             self.reporter.advance("embed")
             return
         assert job.path is not None
-        fut = ex.submit(extract.extract_pages, job.path, job.paper_id,
-                        self.settings.ingest.extractor)
+        ing = self.settings.ingest
+        fut = ex.submit(job.item, extract.extract_document, job.path, job.paper_id,
+                        ing.extractor, ing.max_pages)
         extracts.append((job, fut))
 
-    def _finish(self, job: Job, fut: Future[list[Page]]) -> None:
+    def _finish(self, job: Job, fut: Future[extract.Extracted]) -> None:
         self.reporter.advance("extract", job.paper_id)
         try:
-            pages = fut.result()
-            job = identify(job, pages, self.lookup)
+            extracted = fut.result()
+            job = identify(job, extracted, self.lookup)
+            pages = [Page(job.paper_id, p.number, p.text) for p in extracted.pages]
+            self._refuse_replacing_by_upload(job)
             self._store(job, pages)
         except DiskFullError:
             raise
@@ -420,6 +467,15 @@ class Ingestor:
             self._fail(job.item, job.paper_id, err)
         finally:
             self.reporter.advance("embed", job.paper_id)
+
+    def _refuse_replacing_by_upload(self, job: Job) -> None:
+        """An upload never replaces a paper: one whose page stamp names a paper the library
+        holds (same content was found unchanged before extraction) fails instead."""
+        if self.upload and self.library.paper(job.paper_id) is not None:
+            raise IngestError(
+                f"{job.item} is {job.paper_id}, which the library already holds (another "
+                "version or copy of it); the upload was not added.",
+                f"Remove {job.paper_id} first to replace it.")
 
     def _store(self, job: Job, pages: list[Page]) -> None:
         prepared = prepare_paper(job, pages, self.chunker)

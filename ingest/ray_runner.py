@@ -39,7 +39,7 @@ import numpy as np
 
 from core.errors import ConfigError, IngestError, PaperchatError
 from core.settings import Settings
-from core.types import Page, PaperMeta
+from core.types import PaperMeta
 from ingest import extract
 from ingest.arxiv_api import ArxivClient
 from ingest.chunk import Chunker
@@ -69,7 +69,7 @@ class Work:
     job: Job
     status: str = "todo"  # todo | unchanged | failed | embedded
     reason: str = ""
-    pages: list[Page] | None = None
+    extracted: extract.Extracted | None = None
     prepared: Prepared | None = None
     vectors: np.ndarray | None = None
 
@@ -84,7 +84,7 @@ def _unpack(row: dict[str, Any]) -> Work:
 
 
 def _failed(work: Work, err: PaperchatError) -> dict[str, Any]:
-    work.status, work.reason, work.pages, work.prepared = "failed", str(err), None, None
+    work.status, work.reason, work.extracted, work.prepared = "failed", str(err), None, None
     return _pack(work)
 
 
@@ -96,7 +96,8 @@ def fetch_row(row: dict[str, Any], settings: Settings, known: frozenset[str]) ->
     work = _unpack(row)
     try:
         with Downloader(settings.ingest, settings.data_dir / "pdfs") as downloader:
-            work.job = fetch_pdf(work.job, ArxivClient(settings.ingest), downloader)
+            work.job = fetch_pdf(work.job, ArxivClient(settings.ingest), downloader,
+                                 settings.ingest.max_pdf_mb)
     except PaperchatError as err:
         return _failed(work, err)
     if work.job.content_hash in known:
@@ -104,14 +105,15 @@ def fetch_row(row: dict[str, Any], settings: Settings, known: frozenset[str]) ->
     return _pack(work)
 
 
-def extract_row(row: dict[str, Any], extractor: str) -> dict[str, Any]:
-    """CPU task: the PDF's pages."""
+def extract_row(row: dict[str, Any], extractor: str, max_pages: int) -> dict[str, Any]:
+    """CPU task: the PDF's pages, page-1 stamp, info and flags."""
     work = _unpack(row)
     if work.status != "todo":
         return row
     assert work.job.path is not None
     try:
-        work.pages = extract.extract_pages(work.job.path, work.job.paper_id, extractor)
+        work.extracted = extract.extract_document(work.job.path, work.job.paper_id, extractor,
+                                                  max_pages)
     except PaperchatError as err:
         return _failed(work, err)
     return _pack(work)
@@ -125,7 +127,7 @@ def chunk_row(row: dict[str, Any], settings: Settings, lookup: Any) -> dict[str,
     work = _unpack(row)
     if work.status != "todo":
         return row
-    assert work.pages is not None
+    assert work.extracted is not None
     key = settings.model_dump_json()
     if key not in _CHUNKERS:
         _CHUNKERS[key] = make_chunker(settings)
@@ -137,11 +139,11 @@ def chunk_row(row: dict[str, Any], settings: Settings, lookup: Any) -> dict[str,
         return meta
 
     try:
-        job = identify(work.job, work.pages, ask if lookup is not None else None)
-        work.prepared = prepare_paper(job, work.pages, _CHUNKERS[key])
+        job = identify(work.job, work.extracted, ask if lookup is not None else None)
+        work.prepared = prepare_paper(job, work.extracted.pages, _CHUNKERS[key])
     except PaperchatError as err:
         return _failed(work, err)
-    work.job, work.pages = job, None
+    work.job, work.extracted = job, None
     return _pack(work)
 
 
@@ -277,7 +279,8 @@ class RayIngestor(Ingestor):
                                  override_num_blocks=len(todo))
         ds = ds.map(fetch_row, fn_kwargs={"settings": s, "known": known}, num_cpus=0,
                     compute=ray.data.TaskPoolStrategy(size=2))
-        ds = ds.map(extract_row, fn_kwargs={"extractor": s.ingest.extractor}, num_cpus=1)
+        ds = ds.map(extract_row, fn_kwargs={"extractor": s.ingest.extractor,
+                                            "max_pages": s.ingest.max_pages}, num_cpus=1)
         ds = ds.map(chunk_row, fn_kwargs={"settings": s, "lookup": lookup}, num_cpus=1)
         with warnings.catch_warnings():  # max_restarts has no named parameter yet
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -305,6 +308,8 @@ class RayIngestor(Ingestor):
             return
         have = self.library.paper_by_hash(job.content_hash)
         if work.status == "unchanged" or have is not None:
+            assert job.path is not None
+            self.library.pdfs.add(job.path, job.content_hash)  # stored before copies were kept
             self._done_unchanged(job, have.id if have else None)
             return
         assert work.prepared is not None and work.vectors is not None

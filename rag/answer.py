@@ -109,7 +109,7 @@ class Answerer:
             texts = passage_excerpts(hits, [q for q in scored if q.n <= len(hits)],
                                      llm.tight_sentences)
         return fit_prompt(self.llm, question, hits, max_tokens or llm.max_tokens,
-                          llm.min_source_tokens, texts)
+                          llm.min_source_tokens, texts, mask=llm.mask_injections)
 
     # -- answering ------------------------------------------------------------------------
     def stream(self, question: str, history: list[tuple[str, str]] | None = None,

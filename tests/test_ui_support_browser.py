@@ -84,7 +84,7 @@ def test_an_unsupported_sentence_is_marked_with_its_reason(page: Any) -> None:
     title = bad.get_attribute("title") or ""
     assert "41.0 is not in the sentence of [" in title and "about English-to-German" in title
     assert (good.get_attribute("title") or "").startswith("Supported by [")
-    assert bad.locator(".pc-flag").inner_text().lower() == "unsupported"  # visible flag
+    assert bad.locator(".pc-sflag").inner_text().lower() == "unsupported"  # visible flag
     style = bad.evaluate("e => getComputedStyle(e).textDecorationStyle")
     assert style == "wavy"
     assert good.evaluate("e => getComputedStyle(e).textDecorationLine") == "none"

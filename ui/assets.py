@@ -35,9 +35,9 @@ a.pc-cite { font-weight: 600; text-decoration: none; padding: 0 1px; border-radi
   top: calc(100% + 4px); z-index: 50; width: max-content; max-width: 26em; padding: 5px 9px;
   border-radius: 5px; background: #1f2937; color: #f9fafb; font-size: 0.8rem; line-height: 1.35;
   white-space: normal; text-decoration: none; box-shadow: 0 2px 8px rgba(0, 0, 0, 0.25); }
-.pc-flag { font-size: 0.68em; font-weight: 700; text-transform: uppercase; margin-left: 3px;
+.pc-sflag { font-size: 0.68em; font-weight: 700; text-transform: uppercase; margin-left: 3px;
   color: #b91c1c; letter-spacing: 0.03em; }
-.pc-partial .pc-flag { color: #b45309; }
+.pc-partial .pc-sflag { color: #b45309; }
 .pc-quoted-label { font-size: 0.85em; font-weight: 600; margin-bottom: 4px;
   color: var(--body-text-color-subdued); }
 .pc-model-answer { margin-top: 6px; font-size: 0.9em; }
@@ -49,6 +49,8 @@ a.pc-cite { font-weight: 600; text-decoration: none; padding: 0 1px; border-radi
 mark.pc-support { background: #fde047; color: inherit; }
 .pc-links { font-size: 0.85em; }
 #sources { max-height: 640px; overflow-y: auto; }
+.pc-flag { font-size: 0.8em; font-weight: 600; color: #9a3412; background: #ffedd5;
+  border: 1px solid #fdba74; border-radius: 4px; padding: 0 4px; white-space: nowrap; }
 .pc-up { color: #15803d; }
 .pc-down { color: #b91c1c; font-weight: 600; }
 """

@@ -20,9 +20,16 @@ GENERIC_WORDS = frozenset(tokenize("model paper answer source passage author use
                                    "according describe described"))
 
 
+def own_references(text: str) -> str:
+    """A passage's own reference markers ("Adam [31]") as "[ref 31]": in a quote they are
+    the paper's citations, not passage numbers of the answer."""
+    return MARKER.sub(lambda m: f"[ref {m.group(1)}]", text)
+
+
 def quoted_text(quotes: list[Quote]) -> list[str]:
-    """Each quote as one sentence of the answer: “text” [n]."""
-    return [f"“{reflow(q.text)}” [{q.n}]" for q in quotes]
+    """Each quote as one sentence of the answer: “text” [n] (the passage's own [31] as
+    [ref 31])."""
+    return [f"“{own_references(reflow(q.text))}” [{q.n}]" for q in quotes]
 
 
 def use_quotes(answer: Answer, quotes: list[Quote]) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 
-from core.types import Chunk, Hit, Quote
+from core.types import Answer, Chunk, Citation, Hit, Quote
 from rag.budget import build_prompt
+from rag.citations import MARKER, expand
 from rag.evidence import passage_excerpts, pick_evidence, signal
+from rag.extract import use_quotes
 
 
 def hit(n: int, text: str, title: str = "LLaMA: Open and Efficient Foundation Language Models",
@@ -75,3 +77,18 @@ def test_calibration_picks_thresholds_on_tune_rows_only() -> None:
     assert scores(tune, (dense, best, names))["f1"] == 1.0
     assert 0.0 < names <= 1.0 and best <= 0.40 and 0.20 <= dense < 0.45
     assert scores(tune, (dense, best, names))["false_abstention_rate"] == 0.0
+
+
+def test_a_quotes_own_reference_markers_are_not_passage_numbers() -> None:
+    # "Adam optimizer [31]" quoted: [31] is the paper's reference, not passage 31 of the
+    # answer (eval counted it as an invalid citation).
+    text = "All models are trained with fp16 activations and the Adam optimizer [31]."
+    quote = Quote(n=1, text=text, start=0, end=len(text), title="OPT", page=2)
+    source = Citation(n=1, paper_id="2205.01068", title="OPT", page=2, text=text, url=None,
+                      pdf_url=None, chunk_id=7)
+    answer = Answer(question="Which optimizer?", answer="", abstained=False, sources=[source])
+    use_quotes(answer, [quote])
+    assert answer.answer == ("“All models are trained with fp16 activations and the Adam "
+                             "optimizer [ref 31].” [1]")
+    assert {n for m in MARKER.finditer(answer.answer) for n in expand(m.group(1))} == {1}
+    assert [s.citations for s in answer.sentences] == [[1]]

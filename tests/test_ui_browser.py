@@ -314,6 +314,7 @@ def cli_error(settings: Settings, question: str) -> str:
     return done.stderr.strip().splitlines()[-1].removeprefix("error: ")
 
 
+@pytest.mark.extra_server
 def test_model_server_down_then_back(ui_library: Settings, llm_url: str, context: Any) -> None:
     from serve.server import start_server
 

@@ -1,11 +1,16 @@
 """The library in a data directory: one SQLite file (the truth) plus derived FAISS and BM25
-files named by a hash of what built them, rebuilt or extended when they lag behind.
+files that writers build and save and readers load (see ``index.live``).
 
     <data_dir>/library.sqlite          papers, pages, chunks, vectors, manifest (meta table)
-    <data_dir>/index/<key>/            vectors.faiss, ids.npy, bm25*, built.json
+    <data_dir>/index/<key>/            built.json + vector index and BM25 shard parts
+                                       (see ``index.files``)
     <data_dir>/manifest.json           a readable copy of the manifest
     <data_dir>/pdfs/                   downloaded PDFs (cache)
     <data_dir>/pdf-store/<sha256>.pdf  the library's own copy of each paper's PDF (index.pdfstore)
+
+A writer is whoever holds ``writer()``: its changes are published (the indexes extended,
+saved and swapped in for this process's readers) by ``refresh()`` or, at the latest, when
+it leaves ``writer()``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,36 +26,26 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LibraryBusyError, LibraryMismatchError
-from core.fsio import atomic_write_text, fsync_tree
+from core.fsio import atomic_write_text
 from core.settings import Settings
 from core.types import Chunk, Page, Paper
-from index.bm25 import BM25Index
 from index.embedder import Embedder
+from index.live import LiveIndex
 from index.pdfstore import PdfStore
-from index.store import Store, disk_errors
-from index.vectors import VectorIndex, choose_kind
+from index.snapshot import SnapshotBuilder
+from index.store import Store, embed_text
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = "1"
-
-
-def embed_text(title: str, section: str, text: str) -> str:
-    """What the embedder and BM25 see for a chunk: its paper title and section give context."""
-    head = f"{title}. {section}." if section else f"{title}."
-    return f"{head}\n{text}"
-
+__all__ = ["Catalog", "Library", "Rebuild", "embed_text"]
 
 Rebuild = Callable[[Paper, list[Page]], tuple[list[Chunk], np.ndarray]]
 
 
-def _remove_sidecars(path: Path) -> None:
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 class Catalog:
-    """The papers of a library and its writer lock, without the embedding model: what
-    `list` and `remove` need. :class:`Library` adds the embedder and the search indexes."""
+    """The papers of a library, its writer lock and its search indexes as saved, without
+    the embedding model: what `list` and `remove` need. :class:`Library` adds the embedder
+    and searching."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -63,10 +54,23 @@ class Catalog:
         self.store = Store(self.dir / "library.sqlite")
         self.pdfs = PdfStore(self.dir)
         self._papers_cache: tuple[tuple[int, int], list[Paper]] | None = None
+        self._writer_thread: int | None = None
+        self.live = LiveIndex(self.store, settings.index, self.index_dir, self, self._check)
+
+    def _check(self) -> None:
+        """Raise when the library no longer fits this process's settings (see Library)."""
+
+    @property
+    def index_dir(self) -> Path:
+        return self.dir / "index" / self.settings.library_key()
 
     @contextmanager
     def writer(self, wait: bool = True) -> Iterator[Catalog]:
-        """Exclusive writer lock across processes (the UI and the CLI may both ingest)."""
+        """Exclusive writer lock across processes (the UI and the CLI may both ingest);
+        re-entrant within a thread. Leaving it normally publishes the indexes."""
+        if self.holds_writer():
+            yield self
+            return
         lock_path = self.dir / ".write.lock"
         with open(lock_path, "w") as fh:
             flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
@@ -76,14 +80,26 @@ class Catalog:
                 raise LibraryBusyError(
                     f"Another paperchat process is writing to {self.dir}.",
                     "Wait for it to finish, then retry.") from err
+            self._writer_thread = threading.get_ident()
             try:
                 yield self
+                self.live.publish_if_stale()
             finally:
+                self._writer_thread = None
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def holds_writer(self) -> bool:
+        return self._writer_thread == threading.get_ident()
+
+    def refresh(self) -> None:
+        """Bring this process's search indexes up to the SQLite file: publish them as the
+        writer when this thread holds the writer lock (or can take it), else load what the
+        writer saved last."""
+        self.live.refresh()
 
     def _write_manifest_file(self) -> None:
         meta = self.store.meta()
-        meta["papers"] = str(len(self.store.papers()))
+        meta["papers"] = str(self.store.paper_count())
         meta["chunks"] = str(self.store.chunk_count())
         atomic_write_text(self.dir / "manifest.json", json.dumps(meta, indent=2) + "\n")
 
@@ -127,6 +143,7 @@ class Catalog:
         return self.store.pages_of(paper_id)
 
     def close(self) -> None:
+        self.live.close()
         self.store.close()
 
 
@@ -136,13 +153,11 @@ class Library(Catalog):
     def __init__(self, settings: Settings, embedder: Embedder, *, check: bool = True) -> None:
         super().__init__(settings)
         self.embedder = embedder
-        self._lock = threading.RLock()
-        self._vectors: VectorIndex | None = None
-        self._bm25: BM25Index | None = None
-        self._built: tuple[int, int] = (-1, -1)
-        self._built_store = ""  # the store_id of the SQLite file the indexes came from
         if check:
             self.check_manifest()
+
+    def _check(self) -> None:
+        self.check_manifest()  # a `reindex` with another model while this process runs
 
     # -- manifest --------------------------------------------------------------------
     def wanted_manifest(self) -> dict[str, str]:
@@ -199,147 +214,30 @@ class Library(Catalog):
 
     def reindex(self, rebuild: Rebuild) -> int:
         """Re-chunk and re-embed every paper (``rebuild(paper, pages)`` gives its chunks and
-        vectors) into a new database file that replaces the old one atomically; returns the
-        chunk count. The caller holds the writer lock."""
-        old = self.store
-        target = old.path
-        tmp = target.with_name(target.name + ".reindex")
-        tmp.unlink(missing_ok=True)
-        _remove_sidecars(tmp)
-        new = Store(tmp)
-        gen, removals = old.counters()
-        with new.transaction() as db:
-            new.set_meta(db, {**self.wanted_manifest(), "generation": str(gen),
-                              "removals": str(removals), "store_id": uuid.uuid4().hex})
+        vectors) in place, in one transaction: readers see the old chunks until it commits,
+        then the new ones under new ids (never an old id with a new text). The new indexes
+        are built inside the transaction and swapped in right after it. Returns the chunk
+        count; the caller holds the writer lock."""
+        builder = SnapshotBuilder(self.settings.index, self.embedder.dim)
         total = 0
-        for paper in old.papers():
-            pages = old.pages_of(paper.id)
-            chunks, vectors = rebuild(paper, pages)
-            new.put_paper(paper, pages, chunks, vectors)
-            total += len(chunks)
-        with new.transaction() as db:  # a removal: derived indexes must be rebuilt
-            new.set_meta(db, {"removals": str(removals + 1)})
-        new.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        new.close()
-        old.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        old.close()
-        os.replace(tmp, target)
-        _remove_sidecars(tmp)
-        _remove_sidecars(target)
-        self.store = Store(target)
-        self._vectors = None
-        self.refresh()
+        with self.store.transaction() as db:
+            self.store.set_meta(db, self.wanted_manifest())
+            for paper in self.store.papers():
+                chunks, vectors = rebuild(paper, self.store.pages_of(paper.id))
+                ids = self.store.replace_chunks(db, paper.id, chunks, vectors)
+                builder.add(ids, vectors, [embed_text(paper.title, c.section, c.text)
+                                           for c in chunks])
+                total += len(ids)
+            self.store.bump(db, removed=True, chunks_added=total - self.store.chunk_count())
+            snapshot = builder.build(self.store.state_in(db))
+        self.live.install(snapshot)
         self._write_manifest_file()
         return total
 
-    # -- derived indexes -------------------------------------------------------------
-    @property
-    def index_dir(self) -> Path:
-        return self.dir / "index" / self.settings.library_key()
-
+    # -- reading ---------------------------------------------------------------------
     def dim(self) -> int:
         return int(self.store.meta().get("dim", "0"))
 
-    def refresh(self) -> None:
-        """Bring the FAISS and BM25 indexes up to date with the SQLite file."""
-        with self._lock:
-            counters = self.store.counters()
-            if counters == self._built and self._vectors is not None:
-                return
-            if self._vectors is None and self._load_built(counters):
-                return
-            self._rebuild(counters)
-
-    def _load_built(self, counters: tuple[int, int]) -> bool:
-        built_file = self.index_dir / "built.json"
-        if not built_file.is_file():
-            return False
-        built = json.loads(built_file.read_text())
-        store_id = self.store.meta().get("store_id", "")
-        if (built["generation"], built["removals"]) != counters:
-            return False
-        if built.get("store_id", "") != store_id:  # built from a file `reindex` replaced
-            return False
-        if not BM25Index.is_current(self.index_dir):  # built by an older tokenizer
-            return False
-        self._vectors = VectorIndex.load(self.index_dir, built["dim"],
-                                         self.settings.index, built["kind"])
-        self._bm25 = BM25Index.load(self.index_dir)
-        self._built, self._built_store = counters, store_id
-        return True
-
-    def _rebuild(self, counters: tuple[int, int]) -> None:
-        """Extend the vector index with the chunks added since it was built (rebuild it when
-        that cannot be done) and rebuild BM25."""
-        dim = self.dim()
-        kind = choose_kind(self.store.chunk_count(), self.settings.index)
-        store_id = self.store.meta().get("store_id", "")
-        vectors = self._reusable_vectors(store_id, counters[1], kind, dim)
-        if vectors is None:
-            vectors = VectorIndex(dim, self.settings.index, kind)
-        for ids, vecs in self.store.iter_vectors(dim, min_id=vectors.max_id):
-            vectors.add(ids, vecs)
-        bm25 = BM25Index()
-        ids_list: list[int] = []
-        texts: list[str] = []
-        for batch in self.store.iter_texts():
-            ids_list.extend(r[0] for r in batch)
-            texts.extend(embed_text(*r[1:]) for r in batch)
-        bm25.build(np.asarray(ids_list, dtype=np.int64), texts)
-        self._vectors, self._bm25, self._built = vectors, bm25, counters
-        self._built_store = store_id
-        self._save_built(counters, kind, dim)
-
-    def _reusable_vectors(self, store_id: str, removals: int, kind: str,
-                          dim: int) -> VectorIndex | None:
-        """The vector index in memory, else the one saved on disk, when it can be brought up
-        to date without a rebuild: built from this SQLite file (`reindex` writes a new one,
-        whose chunk ids start again), same kind and size of vectors, and either no chunk
-        removed since or (HNSW, which cannot delete) few enough to mask out."""
-        vectors, built_store, built_removals = self._vectors, self._built_store, self._built[1]
-        if vectors is None:
-            vectors, built_store, built_removals = self._load_saved_vectors()
-        if (vectors is None or built_store != store_id or vectors.kind != kind
-                or vectors.dim != dim):
-            return None
-        if built_removals != removals and not vectors.mask_missing(self.store.chunk_ids()):
-            return None
-        return vectors
-
-    def _load_saved_vectors(self) -> tuple[VectorIndex | None, str, int]:
-        """The saved vector index and the removals counter it was built at (a new process
-        extends it instead of rebuilding: an HNSW build of a large library takes minutes)."""
-        built_file = self.index_dir / "built.json"
-        if not built_file.is_file():
-            return None, "", -1
-        built = json.loads(built_file.read_text())
-        return (VectorIndex.load(self.index_dir, built["dim"], self.settings.index,
-                                 built["kind"]), built.get("store_id", ""), built["removals"])
-
-    def _save_built(self, counters: tuple[int, int], kind: str, dim: int) -> None:
-        assert self._vectors is not None and self._bm25 is not None
-        parent = self.index_dir.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        with disk_errors(parent):
-            tmp = Path(tempfile.mkdtemp(dir=parent, prefix=".build-"))
-            try:
-                self._vectors.save(tmp)
-                self._bm25.save(tmp)
-                built = {"generation": counters[0], "removals": counters[1], "kind": kind,
-                         "dim": dim, "count": len(self._vectors),
-                         "store_id": self._built_store}
-                (tmp / "built.json").write_text(json.dumps(built))
-                fsync_tree(tmp)
-                old = parent / f".old-{self.index_dir.name}"
-                shutil.rmtree(old, ignore_errors=True)
-                if self.index_dir.exists():
-                    os.replace(self.index_dir, old)
-                os.replace(tmp, self.index_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-
-    # -- reading ---------------------------------------------------------------------
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
         return self.store.chunks_by_ids(ids)
 
@@ -350,15 +248,22 @@ class Library(Catalog):
 
     def dense_search(self, query_vector: np.ndarray, k: int,
                      allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        self.refresh()
-        assert self._vectors is not None
-        return self._vectors.search(query_vector, k, allowed)
+        vectors = self.live.current().vectors
+        if vectors is None:
+            return []
+        if query_vector.shape[-1] != vectors.dim:
+            raise LibraryMismatchError(
+                f"The library in {self.dir} now holds {vectors.dim}-dimensional vectors, "
+                f"but this process embeds queries in {query_vector.shape[-1]}.",
+                "It was reindexed with another embedding model: restart paperchat.")
+        dim = vectors.dim
+        return vectors.search(query_vector, k, allowed,
+                              exact=lambda ids: self.store.vectors_of(ids, dim))
 
     def bm25_search(self, query: str, k: int,
                     allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        self.refresh()
-        assert self._bm25 is not None
-        return self._bm25.search(query, k, allowed)
+        bm25 = self.live.current().bm25
+        return bm25.search(query, k, allowed) if bm25 is not None else []
 
     def iter_vectors(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(chunk ids, vectors) of every chunk, in id order, in batches."""
@@ -366,6 +271,5 @@ class Library(Catalog):
 
     def iter_embed_texts(self) -> Iterator[tuple[int, str]]:
         """(chunk id, the text the embedder and BM25 see) of every chunk, in id order."""
-        for batch in self.store.iter_texts():
-            for cid, title, section, text in batch:
-                yield cid, embed_text(title, section, text)
+        for ids, texts in self.store.iter_embed_texts():
+            yield from zip(ids, texts, strict=True)

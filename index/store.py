@@ -1,9 +1,11 @@
 """SQLite store: papers, pages, chunks and their vectors. The single source of truth.
 
-Every write is one transaction; the FAISS and BM25 files are derived from this file and
-rebuilt when they lag behind (see ``index.library``). ``generation`` counts writes,
-``removals`` counts writes that deleted chunks (so derived indexes know whether they can be
-extended or must be rebuilt).
+Every write is one transaction; the FAISS and BM25 files are derived from this file (see
+``index.live``). ``generation`` counts writes, ``removals`` counts writes that deleted
+chunks (so derived indexes know whether they can be extended or must mask rows). Chunk ids
+come from AUTOINCREMENT: an id, once given, never names another chunk, so an index built
+earlier can be stale but never wrong. ``chunk_count`` (meta) and ``papers.chunks`` are kept
+in the same transactions as the rows they count (no query counts rows).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ CREATE INDEX IF NOT EXISTS papers_hash ON papers(content_hash);
 # Columns added after the first release: (name, declaration), added to older files on open.
 PAPER_COLUMNS_ADDED = (("aliases", "TEXT NOT NULL DEFAULT '[]'"),
                        ("flags", "TEXT NOT NULL DEFAULT '[]'"),
-                       ("pdf_file", "TEXT NOT NULL DEFAULT ''"))
+                       ("pdf_file", "TEXT NOT NULL DEFAULT ''"),
+                       ("chunks", "INTEGER NOT NULL DEFAULT 0"))
 CHUNK_COLUMNS = ("id, paper_id, ordinal, page_start, page_end, char_start, char_end, "
                  "section, is_reference, text")
 
@@ -63,13 +66,19 @@ def _chunk(row: sqlite3.Row | tuple) -> Chunk:
                  char_start=c0, char_end=c1, section=section, is_reference=bool(is_ref), id=cid)
 
 
-def _paper(row: sqlite3.Row, chunks: int) -> Paper:
+def embed_text(title: str, section: str, text: str) -> str:
+    """What the embedder and BM25 see for a chunk: its paper title and section give context."""
+    head = f"{title}. {section}." if section else f"{title}."
+    return f"{head}\n{text}"
+
+
+def _paper(row: sqlite3.Row) -> Paper:
     return Paper(
         id=row["id"], title=row["title"], authors=tuple(json.loads(row["authors"])),
         year=row["year"], abstract=row["abstract"],
         categories=tuple(json.loads(row["categories"])), version=row["version"],
         arxiv_id=row["arxiv_id"], pdf_url=row["pdf_url"], source=row["source"],
-        content_hash=row["content_hash"], pages=row["pages"], chunks=chunks,
+        content_hash=row["content_hash"], pages=row["pages"], chunks=row["chunks"],
         metadata_from=row["metadata_from"], added_at=row["added_at"],
         aliases=tuple(json.loads(row["aliases"])), flags=tuple(json.loads(row["flags"])),
         pdf_file=row["pdf_file"],
@@ -104,15 +113,34 @@ class Store:
         self._guard = threading.Lock()
         with disk_errors(path):
             self.db.executescript(SCHEMA)
-            self._add_columns()
+            self._migrate()
 
-    def _add_columns(self) -> None:
-        """Bring a library file made by an older version to this schema (new columns get
-        their defaults; nothing else changes)."""
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(papers)")}
-        for name, decl in PAPER_COLUMNS_ADDED:
-            if name not in have:
-                self.db.execute(f"ALTER TABLE papers ADD COLUMN {name} {decl}")
+    def _migrate(self) -> None:
+        """Bring a library file made by an older version to this schema, in one transaction
+        (two processes opening it at once migrate it once): new columns get their defaults,
+        the chunk counts are counted once. An up-to-date file is only read (opening it never
+        waits for a writer's long transaction, such as `reindex`)."""
+        if not self._migration_due(self.db):
+            return
+        with self.transaction() as db:
+            if not self._migration_due(db):
+                return
+            have = {r[1] for r in db.execute("PRAGMA table_info(papers)")}
+            for name, decl in PAPER_COLUMNS_ADDED:
+                if name not in have:
+                    db.execute(f"ALTER TABLE papers ADD COLUMN {name} {decl}")
+            if "chunks" not in have:
+                db.execute("UPDATE papers SET chunks = (SELECT COUNT(*) FROM chunks c"
+                           " WHERE c.paper_id = papers.id)")
+            if db.execute("SELECT 1 FROM meta WHERE key = 'chunk_count'").fetchone() is None:
+                (n,) = db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+                self.set_meta(db, {"chunk_count": str(n)})
+
+    @staticmethod
+    def _migration_due(db: sqlite3.Connection) -> bool:
+        have = {r[1] for r in db.execute("PRAGMA table_info(papers)")}
+        counted = db.execute("SELECT 1 FROM meta WHERE key = 'chunk_count'").fetchone()
+        return counted is None or any(name not in have for name, _ in PAPER_COLUMNS_ADDED)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -167,36 +195,41 @@ class Store:
 
     def counters(self) -> tuple[int, int]:
         """(generation, removals)."""
-        m = self.meta()
-        return int(m.get("generation", "0")), int(m.get("removals", "0"))
+        gen, rem, _ = self.state()
+        return gen, rem
 
-    def _bump(self, db: sqlite3.Connection, removed: bool) -> None:
-        gen, rem = self.counters_in(db)
-        values = {"generation": str(gen + 1)}
+    def state(self) -> tuple[int, int, str]:
+        """(generation, removals, store_id): what a derived index was built from (one read
+        of three meta rows; every search asks)."""
+        return self.state_in(self.db)
+
+    @staticmethod
+    def state_in(db: sqlite3.Connection) -> tuple[int, int, str]:
+        rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN "
+                               "('generation', 'removals', 'store_id')").fetchall())
+        return (int(rows.get("generation", 0)), int(rows.get("removals", 0)),
+                str(rows.get("store_id", "")))
+
+    def bump(self, db: sqlite3.Connection, removed: bool, chunks_added: int) -> None:
+        """Count a write (inside its transaction): generation, removals, chunk_count."""
+        gen, rem, _ = self.state_in(db)
+        (count,) = db.execute("SELECT value FROM meta WHERE key = 'chunk_count'").fetchone()
+        values = {"generation": str(gen + 1), "chunk_count": str(int(count) + chunks_added)}
         if removed:
             values["removals"] = str(rem + 1)
         self.set_meta(db, values)
 
-    @staticmethod
-    def counters_in(db: sqlite3.Connection) -> tuple[int, int]:
-        rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN "
-                               "('generation', 'removals')").fetchall())
-        return int(rows.get("generation", 0)), int(rows.get("removals", 0))
-
     # -- papers ----------------------------------------------------------------------
     def papers(self) -> list[Paper]:
-        counts = dict(self.db.execute(
-            "SELECT paper_id, COUNT(*) FROM chunks GROUP BY paper_id").fetchall())
         rows = self.db.execute("SELECT * FROM papers ORDER BY year, id").fetchall()
-        return [_paper(r, counts.get(r["id"], 0)) for r in rows]
+        return [_paper(r) for r in rows]
+
+    def paper_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM papers").fetchone()[0])
 
     def paper(self, paper_id: str) -> Paper | None:
         row = self.db.execute("SELECT * FROM papers WHERE id = ?", (paper_id,)).fetchone()
-        if row is None:
-            return None
-        (n,) = self.db.execute("SELECT COUNT(*) FROM chunks WHERE paper_id = ?",
-                               (paper_id,)).fetchone()
-        return _paper(row, n)
+        return _paper(row) if row is not None else None
 
     def paper_by_hash(self, content_hash: str) -> Paper | None:
         row = self.db.execute("SELECT id FROM papers WHERE content_hash = ?",
@@ -209,7 +242,8 @@ class Store:
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
         with self.transaction() as db:
-            existed = db.execute("DELETE FROM papers WHERE id = ?", (paper.id,)).rowcount > 0
+            had = self._chunks_of_paper(db, paper.id)
+            db.execute("DELETE FROM papers WHERE id = ?", (paper.id,))
             db.execute(
                 "INSERT INTO papers (id, title, authors, year, abstract, categories, version,"
                 " arxiv_id, pdf_url, source, content_hash, pages, metadata_from, added_at,"
@@ -222,29 +256,54 @@ class Store:
                  paper.pdf_file))
             db.executemany("INSERT INTO pages VALUES (?,?,?)",
                            [(paper.id, p.number, p.text) for p in pages])
-            ids = []
-            for chunk, vec in zip(chunks, vectors, strict=True):
-                cur = db.execute(
-                    "INSERT INTO chunks (paper_id, ordinal, page_start, page_end, char_start,"
-                    " char_end, section, is_reference, text, vector)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (paper.id, chunk.ordinal, chunk.page_start, chunk.page_end,
-                     chunk.char_start, chunk.char_end, chunk.section, int(chunk.is_reference),
-                     chunk.text, np.asarray(vec, dtype=np.float32).tobytes()))
-                ids.append(int(cur.lastrowid or 0))
-            self._bump(db, removed=existed)
+            ids = self._insert_chunks(db, paper.id, chunks, vectors)
+            self.bump(db, removed=had is not None, chunks_added=len(ids) - (had or 0))
         return ids
+
+    @staticmethod
+    def _chunks_of_paper(db: sqlite3.Connection, paper_id: str) -> int | None:
+        """The paper's chunk count, None when it is not stored."""
+        row = db.execute("SELECT chunks FROM papers WHERE id = ?", (paper_id,)).fetchone()
+        return int(row[0]) if row is not None else None
+
+    @staticmethod
+    def _insert_chunks(db: sqlite3.Connection, paper_id: str, chunks: list[Chunk],
+                       vectors: np.ndarray) -> list[int]:
+        ids = []
+        for chunk, vec in zip(chunks, vectors, strict=True):
+            cur = db.execute(
+                "INSERT INTO chunks (paper_id, ordinal, page_start, page_end, char_start,"
+                " char_end, section, is_reference, text, vector)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (paper_id, chunk.ordinal, chunk.page_start, chunk.page_end,
+                 chunk.char_start, chunk.char_end, chunk.section, int(chunk.is_reference),
+                 chunk.text, np.asarray(vec, dtype=np.float32).tobytes()))
+            ids.append(int(cur.lastrowid or 0))
+        db.execute("UPDATE papers SET chunks = ? WHERE id = ?", (len(ids), paper_id))
+        return ids
+
+    def replace_chunks(self, db: sqlite3.Connection, paper_id: str, chunks: list[Chunk],
+                       vectors: np.ndarray) -> list[int]:
+        """Inside the caller's transaction (``reindex``): the paper's chunks replaced by new
+        ones (new ids); the caller bumps the counters once at the end."""
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        db.execute("DELETE FROM chunks WHERE paper_id = ?", (paper_id,))
+        return self._insert_chunks(db, paper_id, chunks, vectors)
 
     def delete_paper(self, paper_id: str) -> bool:
         with self.transaction() as db:
-            gone = db.execute("DELETE FROM papers WHERE id = ?", (paper_id,)).rowcount > 0
-            if gone:
-                self._bump(db, removed=True)
-        return gone
+            had = self._chunks_of_paper(db, paper_id)
+            if had is not None:
+                db.execute("DELETE FROM papers WHERE id = ?", (paper_id,))
+                self.bump(db, removed=True, chunks_added=-had)
+        return had is not None
 
     # -- chunks ----------------------------------------------------------------------
     def chunk_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        """Kept in the meta table by every write (no row count per query)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'chunk_count'").fetchone()
+        return int(row[0]) if row is not None else 0
 
     def chunks_by_ids(self, ids: Iterable[int]) -> dict[int, Chunk]:
         ids = list(ids)
@@ -291,9 +350,24 @@ class Store:
             yield ids, vecs.reshape(len(rows), dim)
             last = int(ids[-1])
 
-    def iter_texts(self, batch: int = 20_000) -> Iterator[list[tuple[int, str, str, str]]]:
-        """Batches of (chunk id, paper title, section, text) in id order."""
-        last = 0
+    def vectors_of(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """The stored vectors of chunk ``ids``, in that order (zeros for an id no longer
+        stored: a paper removed since the index was built scores 0)."""
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        if len(ids) == 0:
+            return out
+        where = {int(c): i for i, c in enumerate(ids)}
+        marks = ",".join("?" * len(where))
+        for cid, blob in self.db.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", list(where)):
+            out[where[cid]] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def iter_texts(self, min_id: int = 0,
+                   batch: int = 20_000) -> Iterator[list[tuple[int, str, str, str]]]:
+        """Batches of (chunk id, paper title, section, text) of chunks with id > min_id, in
+        id order."""
+        last = min_id
         while True:
             rows = self.db.execute(
                 "SELECT c.id, p.title, c.section, c.text FROM chunks c JOIN papers p"
@@ -304,12 +378,7 @@ class Store:
             yield [(r[0], r[1], r[2], r[3]) for r in rows]
             last = rows[-1][0]
 
-    def replace_vectors(self, ids: list[int], vectors: np.ndarray,
-                        meta: dict[str, str]) -> None:
-        """Replace the vectors of all chunks and the manifest in one transaction (reindex)."""
-        with self.transaction() as db:
-            db.executemany("UPDATE chunks SET vector = ? WHERE id = ?",
-                           [(v.astype(np.float32).tobytes(), i)
-                            for i, v in zip(ids, vectors, strict=True)])
-            self.set_meta(db, meta)
-            self._bump(db, removed=True)
+    def iter_embed_texts(self, min_id: int = 0) -> Iterator[tuple[list[int], list[str]]]:
+        """Batches of (chunk ids, the texts the embedder and BM25 see), id > min_id."""
+        for rows in self.iter_texts(min_id):
+            yield [r[0] for r in rows], [embed_text(*r[1:]) for r in rows]

@@ -1,5 +1,6 @@
 """`paperchat reindex`: re-chunk and re-embed every paper from the text stored in the
-library (no download); the library swaps in the result (see ``Library.reindex``)."""
+library (no download), in place in one transaction, while chats keep searching (see
+``Library.reindex``)."""
 
 from __future__ import annotations
 

@@ -166,10 +166,10 @@ class Retriever:
         hits = []
         for cid, score in sorted(fused.items(), key=lambda x: -x[1]):
             chunk = chunks.get(cid)
-            skip_refs = chunk is not None and chunk.is_reference and not refs
-            if chunk is None or skip_refs:
+            # a paper removed between the two reads: its chunks are skipped like removed ones
+            paper = papers.get(chunk.paper_id) if chunk is not None else None
+            if chunk is None or paper is None or (chunk.is_reference and not refs):
                 continue
-            paper = papers[chunk.paper_id]
             hits.append(Hit(chunk=chunk, paper_title=paper.title, paper_year=paper.year,
                             score=score, dense_score=dense.get(cid), bm25_score=sparse.get(cid),
                             arxiv_id=paper.arxiv_id, authors=paper.authors,

@@ -15,7 +15,7 @@ def test_uncommitted_rows_are_invisible_to_other_threads(tmp_path: Path) -> None
     def writer() -> None:
         with store.transaction() as db:
             db.execute("INSERT INTO papers VALUES ('p1','T','[]',2020,'','[]',NULL,NULL,NULL,"
-                       "'src','hash',1,'pdf','now','[]','[]','')")
+                       "'src','hash',1,'pdf','now','[]','[]','',0)")
             inside.set()
             release.wait(10)
 
@@ -39,9 +39,30 @@ def test_a_library_file_of_the_first_schema_gains_the_new_columns(tmp_path: Path
     con.executescript(SCHEMA)
     con.execute("INSERT INTO papers VALUES ('p1','T','[]',2020,'','[]',NULL,NULL,NULL,"
                 "'src','hash',1,'pdf','now')")
+    con.executemany("INSERT INTO chunks (paper_id, ordinal, page_start, page_end, char_start,"
+                    " char_end, section, is_reference, text) VALUES ('p1',?,1,1,0,1,'',0,'x')",
+                    [(n,) for n in range(3)])
     con.commit()
     con.close()
     store = Store(path)
     (paper,) = store.papers()
     assert (paper.id, paper.aliases, paper.flags, paper.pdf_file) == ("p1", (), (), "")
+    assert paper.chunks == 3 and store.chunk_count() == 3  # counted once, then kept
+    store.close()
+
+
+def test_opening_does_not_wait_for_a_writers_transaction(tmp_path: Path) -> None:
+    """`reindex` holds one long write transaction; a chat or `list` opening the library
+    meanwhile must not wait for it (the schema check only reads an up-to-date file)."""
+    import sqlite3
+
+    path = tmp_path / "library.sqlite"
+    Store(path).close()
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO meta VALUES ('x', '1')")
+    store = Store(path)
+    assert store.chunk_count() == 0
+    writer.execute("ROLLBACK")
+    writer.close()
     store.close()

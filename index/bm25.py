@@ -55,6 +55,20 @@ class BM25Index:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(self.ids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """Inverse document frequency (BM25's, smoothed to stay positive) of each known
+        token."""
+        if self.model is None:
+            return {}
+        df = np.diff(np.asarray(self.model.scores["indptr"]))
+        n = float(self.model.scores["num_docs"])
+        out = {}
+        for t in terms:
+            tid = self.vocab.get(t)
+            if tid is not None and tid < len(df):
+                out[t] = float(np.log(1.0 + (n - df[tid] + 0.5) / (df[tid] + 0.5)))
+        return out
+
     def save(self, directory: Path) -> None:
         if self.model is not None:
             self.model.save(str(directory / "bm25"), show_progress=False)

@@ -29,6 +29,8 @@ from core.settings import Settings
 from core.types import Chunk, Page, Paper
 from index.bm25 import BM25Index
 from index.embedder import Embedder
+from index.sentences import ChunkSentences, SentenceStore, forget_paper
+from index.sentences import build as build_sentences
 from index.store import Store, disk_errors
 from index.vectors import VectorIndex, choose_kind
 
@@ -87,6 +89,7 @@ class Catalog:
     def remove_paper(self, paper_id: str) -> bool:
         gone = self.store.delete_paper(paper_id)
         if gone:
+            forget_paper(self.dir, paper_id)
             self._write_manifest_file()
         return gone
 
@@ -134,6 +137,7 @@ class Library(Catalog):
         self._bm25: BM25Index | None = None
         self._built: tuple[int, int] = (-1, -1)
         self._built_store = ""  # the store_id of the SQLite file the indexes came from
+        self._sentences: SentenceStore | None = None
         if check:
             self.check_manifest()
 
@@ -181,10 +185,12 @@ class Library(Catalog):
         self._write_manifest_file()
         return ids
 
-    def reindex(self, rebuild: Rebuild) -> int:
+    def reindex(self, rebuild: Rebuild,
+                update: Callable[[Paper, list[Page]], Paper] | None = None) -> int:
         """Re-chunk and re-embed every paper (``rebuild(paper, pages)`` gives its chunks and
-        vectors) into a new database file that replaces the old one atomically; returns the
-        chunk count. The caller holds the writer lock."""
+        vectors; ``update(paper, pages)``, when given, the paper as stored, e.g. with its
+        aliases derived again) into a new database file that replaces the old one
+        atomically; returns the chunk count. The caller holds the writer lock."""
         old = self.store
         target = old.path
         tmp = target.with_name(target.name + ".reindex")
@@ -199,7 +205,7 @@ class Library(Catalog):
         for paper in old.papers():
             pages = old.pages_of(paper.id)
             chunks, vectors = rebuild(paper, pages)
-            new.put_paper(paper, pages, chunks, vectors)
+            new.put_paper(update(paper, pages) if update else paper, pages, chunks, vectors)
             total += len(chunks)
         with new.transaction() as db:  # a removal: derived indexes must be rebuilt
             new.set_meta(db, {"removals": str(removals + 1)})
@@ -353,3 +359,50 @@ class Library(Catalog):
         for batch in self.store.iter_texts():
             for cid, title, section, text in batch:
                 yield cid, embed_text(title, section, text)
+
+    # -- sentence signals (index/sentences.py: their own file and schema) --------------
+    def sentence_store(self) -> SentenceStore:
+        """The sentence rows of this library (opened on first use)."""
+        with self._lock:
+            if self._sentences is None:
+                self._sentences = SentenceStore(self.dir / "sentences.sqlite",
+                                                self.settings.library_key())
+            return self._sentences
+
+    def sentences(self, chunks: list[Chunk]) -> dict[int, ChunkSentences]:
+        """Chunk id -> its sentence spans, tokens and vectors, for chunks that have them."""
+        return self.sentence_store().get(chunks)
+
+    def complete_sentences(self, done: Callable[[str], None] | None = None) -> int:
+        """Compute the sentence rows of every chunk that lacks one (ingest and `reindex`
+        call this; a library from before sentence signals gets them here) and drop the rows
+        no chunk uses; returns how many chunks were added. The caller holds the writer
+        lock. ``done(paper_id)`` is called after each paper."""
+        store = self.sentence_store()
+        keys: set[bytes] = set()
+        added = 0
+        for paper in self.papers():
+            chunks = self.chunks_of(paper.id)
+            keys.update(store.key(c.text) for c in chunks)
+            todo = store.missing(chunks)
+            if todo:
+                rows = build_sentences(self.pages_of(paper.id), todo,
+                                       lambda texts: self.embedder.embed(texts, "passage"))
+                store.put(paper.id, todo, rows)
+                added += len(todo)
+            if done is not None:
+                done(paper.id)
+        store.keep_only(keys)
+        return added
+
+    def close(self) -> None:
+        if self._sentences is not None:
+            self._sentences.close()
+            self._sentences = None
+        super().close()
+
+    def term_idf(self, terms: list[str]) -> dict[str, float]:
+        """BM25 inverse document frequency of search tokens (unknown tokens left out)."""
+        self.refresh()
+        assert self._bm25 is not None
+        return self._bm25.idf(terms)

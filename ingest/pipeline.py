@@ -123,6 +123,8 @@ def ingest_items(settings: Settings, library: Library, items: list[str],
     with library.writer(wait=wait):
         ingestor = Ingestor(settings, library, make_chunker(settings), reporter=reporter)
         report = ingestor.ingest(items, search, max_results)
+        reporter.stage("sentences", len(library.papers()))
+        library.complete_sentences(lambda pid: reporter.advance("sentences", pid))
         reporter.stage("index", 1)
         library.refresh()
         reporter.advance("index")

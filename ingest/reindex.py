@@ -1,5 +1,7 @@
 """`paperchat reindex`: re-chunk and re-embed every paper from the text stored in the
-library (no download); the library swaps in the result (see ``Library.reindex``)."""
+library (no download); the library swaps in the result (see ``Library.reindex``). It also
+brings a library ingested before aliases and sentence signals existed up to date: aliases
+are derived again from the stored metadata and page text, sentence rows computed."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import numpy as np
 from core.types import Chunk, Page, Paper
 from index.library import Library, embed_text
 from ingest.chunk import Chunker
+from ingest.metadata import with_aliases
 
 
 def reindex(library: Library, chunker: Chunker) -> int:
-    """Rebuild all chunks and vectors with the current settings; returns the chunk count."""
+    """Rebuild all chunks and vectors with the current settings, derive every paper's
+    aliases again from its stored metadata and text, and compute the sentence signals;
+    returns the chunk count."""
     embedder = library.embedder
 
     def rebuild(paper: Paper, pages: list[Page]) -> tuple[list[Chunk], np.ndarray]:
@@ -19,4 +24,6 @@ def reindex(library: Library, chunker: Chunker) -> int:
         return chunks, embedder.embed([embed_text(paper.title, c.section, c.text)
                                        for c in chunks])
 
-    return library.reindex(rebuild)
+    total = library.reindex(rebuild, with_aliases)
+    library.complete_sentences()
+    return total

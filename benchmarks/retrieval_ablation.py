@@ -35,8 +35,8 @@ from core.settings import Settings
 from eval.aggregate import aggregate
 from eval.questions import load_questions
 from eval.runner import EvalContext, evaluate_question
-from index.open import open_library
 from index.library import Library
+from index.open import open_library
 from rag.retrieve import Retriever
 
 NAME = "retrieval_ablation"

@@ -29,8 +29,7 @@ from core.settings import Settings
 from core.types import Chunk, Page, Paper
 from index.bm25 import BM25Index
 from index.embedder import Embedder
-from index.sentences import ChunkSentences, SentenceStore, forget_paper
-from index.sentences import build as build_sentences
+from index.sentences import ChunkSentences, SentenceStore, embed_chunks, forget_paper
 from index.store import Store, disk_errors
 from index.vectors import VectorIndex, choose_kind
 
@@ -373,11 +372,17 @@ class Library(Catalog):
         """Chunk id -> its sentence spans, tokens and vectors, for chunks that have them."""
         return self.sentence_store().get(chunks)
 
+    def put_sentences(self, paper_id: str, chunks: list[Chunk],
+                      rows: list[ChunkSentences]) -> None:
+        """Store the sentence rows of a paper's chunks (``index.sentences.embed_chunks``
+        gives them with the chunk vectors)."""
+        self.sentence_store().put(paper_id, chunks, rows)
+
     def complete_sentences(self, done: Callable[[str], None] | None = None) -> int:
-        """Compute the sentence rows of every chunk that lacks one (ingest and `reindex`
-        call this; a library from before sentence signals gets them here) and drop the rows
-        no chunk uses; returns how many chunks were added. The caller holds the writer
-        lock. ``done(paper_id)`` is called after each paper."""
+        """Compute the sentence rows of every chunk that lacks one (a library from before
+        sentence signals, or a paper whose rows a crash lost) and drop the rows no chunk
+        uses; returns how many chunks were completed. Ingest and `reindex` call this; the
+        caller holds the writer lock. ``done(paper_id)`` is called after each paper."""
         store = self.sentence_store()
         keys: set[bytes] = set()
         added = 0
@@ -386,8 +391,8 @@ class Library(Catalog):
             keys.update(store.key(c.text) for c in chunks)
             todo = store.missing(chunks)
             if todo:
-                rows = build_sentences(self.pages_of(paper.id), todo,
-                                       lambda texts: self.embedder.embed(texts, "passage"))
+                inputs = [embed_text(paper.title, c.section, c.text) for c in todo]
+                _, rows = embed_chunks(self.embedder, self.pages_of(paper.id), todo, inputs)
                 store.put(paper.id, todo, rows)
                 added += len(todo)
             if done is not None:

@@ -3,7 +3,11 @@ afford to embed the sentences of its candidates).
 
 For every chunk: the spans of its sentences (a sentence cut by a chunk boundary is read
 whole: ``head``/``tail`` hold the text of the neighbouring chunks that completes it), the
-search tokens and the embedding vector of each whole sentence. They live in their own file,
+search tokens of each whole sentence and a vector for each. With a model that pools token
+vectors by their mean (all-MiniLM-L6-v2, e5) a sentence's vector is the mean of its tokens'
+vectors in the chunk's own forward pass, so ingest embeds nothing more than the chunks
+(measured on the tune set: as good as embedding each sentence alone, at no extra cost);
+other models embed each sentence alone. They live in their own file,
 ``<data_dir>/sentences.sqlite``, one row per chunk, keyed by a hash of the embedding setup
 and the chunk's text: a row can only ever be read for a chunk with that very text under
 that model, so the file needs no transaction shared with ``library.sqlite``. Removing a
@@ -19,14 +23,16 @@ import re
 import sqlite3
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from core.text import reflow, tokenize
 from core.types import Chunk, Page
+from index.embedder import Kind
 
 FILE = "sentences.sqlite"
 FORMAT = "1"  # part of every row's key: bump when what a row holds changes
@@ -124,47 +130,76 @@ def chunk_offsets(pages: list[Page], chunks: list[Chunk]) -> tuple[str, list[int
     return text, out
 
 
-def build(pages: list[Page], chunks: list[Chunk],
-          embed: Callable[[list[str]], np.ndarray]) -> list[ChunkSentences]:
-    """The sentences of each chunk, every distinct sentence embedded once (``embed``:
-    passages -> L2-normalised vectors)."""
+class SpanEmbedder(Protocol):
+    """What sentence rows need from the embedder (``SentenceTransformerEmbedder``);
+    ``embed_spans`` is only called when ``pools_by_mean`` is true."""
+
+    def embed(self, texts: list[str], kind: Kind = "passage") -> np.ndarray: ...
+
+
+def _overlapping(spans: list[tuple[int, int]], starts: list[int], at: int,
+                 end: int) -> list[tuple[int, int]]:
+    """The sentence spans that overlap [at, end)."""
+    i = max(0, bisect_right(starts, at) - 1)
+    out = []
+    while i < len(spans) and spans[i][0] < end:
+        if spans[i][1] > at:
+            out.append(spans[i])
+        i += 1
+    return out
+
+
+def _sentence_vectors(embedder: SpanEmbedder, text: str, inputs: list[str],
+                      chunks: list[Chunk], offsets: list[int],
+                      mine: list[list[tuple[int, int]]]
+                      ) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
+    """The chunk vectors and one vector per distinct sentence. A model that pools by mean
+    gives both in one forward pass (a sentence's tokens in its chunk; a sentence in two
+    chunks takes the vector of the chunk that holds more of it, so a cut sentence is read
+    whole from its neighbour); another model embeds each sentence on its own."""
+    if not getattr(embedder, "pools_by_mean", False):
+        distinct = sorted({s for m in mine for s in m})
+        vecs = embedder.embed([reflow(text[a:b])[:EMBED_CHARS] for a, b in distinct])
+        return embedder.embed(inputs), dict(zip(distinct, vecs, strict=True))
+    rel = [[(max(a, at) - at + len(inp) - len(c.text), min(b, at + len(c.text)) - at
+             + len(inp) - len(c.text)) for a, b in m]
+           for c, at, inp, m in zip(chunks, offsets, inputs, mine, strict=True)]
+    vectors, per_chunk = embedder.embed_spans(inputs, rel)  # type: ignore[attr-defined]
+    best: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
+    for c, at, m, vecs in zip(chunks, offsets, mine, per_chunk, strict=True):
+        for (a, b), v in zip(m, vecs, strict=True):
+            cover = (min(b, at + len(c.text)) - max(a, at)) / (b - a) if v.any() else -1.0
+            if (a, b) not in best or best[(a, b)][0] < cover:
+                best[(a, b)] = (cover, v)
+    return vectors, {span: v for span, (_, v) in best.items()}
+
+
+def embed_chunks(embedder: SpanEmbedder, pages: list[Page], chunks: list[Chunk],
+                 inputs: list[str]) -> tuple[np.ndarray, list[ChunkSentences]]:
+    """The vectors of a paper's chunks (``inputs``: the text the embedder reads for each
+    chunk, ending with the chunk's text) and the sentence rows of each chunk."""
     text, offsets = chunk_offsets(pages, chunks)
     spans = sentence_spans(text)
-    starts = [s for s, _ in spans]
-    per_chunk: list[list[tuple[int, int]]] = []
-    for c, at in zip(chunks, offsets, strict=True):
-        if at < 0:  # not in the page text (cannot happen for the chunker's chunks)
-            per_chunk.append([(at, at)])
-            continue
+    starts = [a for a, _ in spans]
+    mine = [_overlapping(spans, starts, at, at + len(c.text)) if at >= 0 else []
+            for c, at in zip(chunks, offsets, strict=True)]
+    vectors, by_span = _sentence_vectors(embedder, text, inputs, chunks, offsets, mine)
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    terms = {span: sentence_terms(reflow(text[span[0]:span[1]])) for span in by_span}
+    rows = []
+    for c, at, m in zip(chunks, offsets, mine, strict=True):
         end = at + len(c.text)
-        i = max(0, bisect_right(starts, at) - 1)
-        mine = []
-        while i < len(spans) and spans[i][0] < end:
-            if spans[i][1] > at:
-                mine.append(spans[i])
-            i += 1
-        per_chunk.append(mine)
-    distinct = sorted({s for mine in per_chunk for s in mine if s[1] > s[0]})
-    index = {s: n for n, s in enumerate(distinct)}
-    sentences = [reflow(text[s:e]) for s, e in distinct]
-    vectors = (embed([s[:EMBED_CHARS] for s in sentences]) if sentences
-               else np.zeros((0, 1), dtype=np.float32))
-    terms = [sentence_terms(s) for s in sentences]
-    out = []
-    for c, at, mine in zip(chunks, offsets, per_chunk, strict=True):
-        mine = [s for s in mine if s in index]
-        if at < 0 or not mine:
-            out.append(ChunkSentences(np.zeros((0, 2), np.int32), [],
-                                      np.zeros((0, vectors.shape[1]), np.float32)))
+        if not m:
+            rows.append(ChunkSentences(np.zeros((0, 2), np.int32), [],
+                                       np.zeros((0, dim), np.float32)))
             continue
-        end = at + len(c.text)
-        rows = [index[s] for s in mine]
-        clipped = np.asarray([(max(s, at) - at, min(e, end) - at) for s, e in mine], np.int32)
-        head = text[max(mine[0][0], at - MAX_HEAD):at] if mine[0][0] < at else ""
-        tail = text[end:min(mine[-1][1], end + MAX_HEAD)] if mine[-1][1] > end else ""
-        out.append(ChunkSentences(clipped, [terms[r] for r in rows], vectors[rows],
-                                  head, tail))
-    return out
+        clipped = np.asarray([(max(a, at) - at, min(b, end) - at) for a, b in m], np.int32)
+        head = text[max(m[0][0], at - MAX_HEAD):at] if m[0][0] < at else ""
+        tail = text[end:min(m[-1][1], end + MAX_HEAD)] if m[-1][1] > end else ""
+        rows.append(ChunkSentences(clipped, [terms[s] for s in m],
+                                   np.stack([by_span[s] for s in m]).astype(np.float32),
+                                   head, tail))
+    return vectors, rows
 
 
 class SentenceStore:

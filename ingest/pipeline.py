@@ -29,6 +29,7 @@ from core.settings import Settings
 from core.types import Page, PaperMeta
 from index.embedder import load_tokenizer
 from index.library import Library, embed_text
+from index.sentences import embed_chunks
 from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
 from ingest.chunk import Chunker
@@ -355,11 +356,13 @@ class Ingestor:
         if job.source.version is not None:
             meta = replace(meta, version=job.source.version)
         title = meta.title or job.paper_id
-        vectors = self.embedder.embed([embed_text(title, c.section, c.text) for c in chunks])
+        vectors, sentences = embed_chunks(self.embedder, pages, chunks,
+                                          [embed_text(title, c.section, c.text) for c in chunks])
         paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
                                     pages)
         existed = self.library.paper(job.paper_id) is not None
         self.library.add_paper(paper, pages, chunks, vectors)
+        self.library.put_sentences(paper.id, chunks, sentences)
         self.report.results.append(ItemResult(
             item=job.item, status="replaced" if existed else "ingested", paper_id=paper.id,
             title=paper.title, pages=len(pages), chunks=len(chunks)))

@@ -9,6 +9,7 @@ import numpy as np
 
 from core.types import Chunk, Page, Paper
 from index.library import Library, embed_text
+from index.sentences import embed_chunks
 from ingest.chunk import Chunker
 from ingest.metadata import with_aliases
 
@@ -21,8 +22,11 @@ def reindex(library: Library, chunker: Chunker) -> int:
 
     def rebuild(paper: Paper, pages: list[Page]) -> tuple[list[Chunk], np.ndarray]:
         chunks = chunker.chunk(paper.id, pages)
-        return chunks, embedder.embed([embed_text(paper.title, c.section, c.text)
-                                       for c in chunks])
+        vectors, rows = embed_chunks(embedder, pages, chunks,
+                                     [embed_text(paper.title, c.section, c.text)
+                                      for c in chunks])
+        library.put_sentences(paper.id, chunks, rows)  # keyed by text: valid after the swap
+        return chunks, vectors
 
     total = library.reindex(rebuild, with_aliases)
     library.complete_sentences()

@@ -18,7 +18,6 @@ import numpy as np
 from core.text import tokenize
 from index.sentences import PERCENT, ChunkSentences
 
-
 PERCENT_WORDS = frozenset({"percent", "percentag"})  # stems of percent, percentage(s)
 
 

@@ -79,7 +79,8 @@ def test_contains_any_nfkc_both_sides() -> None:
 def test_contains_any_reads_a_line_break_as_a_space() -> None:
     # PDF text breaks lines inside phrases; the question sets' strings are checked against
     # the text with white space collapsed, and so is a passage
-    assert m.contains_any("attend to different representation\nsubspaces", ["representation subspaces"])
+    assert m.contains_any("attend to different representation\nsubspaces",
+                          ["representation subspaces"])
     assert m.contains_any("a  b", ["a\tb"])
     assert not m.contains_any("representationsubspaces", ["representation subspaces"])
 

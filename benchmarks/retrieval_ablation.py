@@ -13,7 +13,14 @@ library's, i.e. the defaults):
 * ``+ evidence ranking``: candidates also ranked by their best sentence, cut sentences
   completed (``retrieval.evidence_weight``, ``retrieval.whole_sentences``): the default.
 
-    python -m benchmarks.retrieval_ablation --library DATA_DIR [--sets tune test dev]
+``--tune`` first searches the retrieval settings on ``tune`` only (``TUNED``: one setting
+at a time from the defaults, each value tried with the others at their best so far; a
+value replaces the current one only when it is strictly better on evidence@5, then MRR@10,
+then recall@5) and reports what it picked beside the defaults; ``test`` and the dev set
+never take part in a choice. The chunk size is not searched here (each value needs a
+reindex of the library).
+
+    python -m benchmarks.retrieval_ablation --library DATA_DIR [--sets tune test dev] [--tune]
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benchmarks.common import (
     REPO,
@@ -51,6 +60,16 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+TUNED: dict[str, list[Any]] = {
+    "dense_weight": [0.2, 0.35, 0.6, 1.0],
+    "rrf_k": [10, 20, 60],
+    "per_paper_cap": [2, 3, 4, 6],
+    "named_weight": [0.5, 1.0, 2.0],
+    "evidence_weight": [0.5, 1.0, 2.0],
+    "evidence_dense_share": [0.25, 0.5, 0.75],
+}
+
+
 def question_sets(shared: Path, names: list[str]) -> dict[str, Path]:
     paths = {"tune": REPO / "eval" / "sets" / "tune.jsonl",
              "test": REPO / "eval" / "sets" / "test.jsonl",
@@ -68,7 +87,41 @@ def score(settings: Settings, library: Library, mode: str, path: Path) -> dict[s
     report = aggregate(records, seed=0, retrieval_only=True,
                        min_dense_score=settings.retrieval.min_dense_score)
     retrieval: dict[str, Any] = report["retrieval"]
+    ms = [r["timings"]["retrieval_ms"] for r in records
+          if r["timings"]["retrieval_ms"] is not None]
+    retrieval["retrieval_ms_p50"] = float(np.median(ms)) if ms else None
     return retrieval
+
+
+def key(section: dict[str, Any]) -> tuple[float, float, float]:
+    return (round(section["evidence@5"], 6), round(section["mrr@10"], 6),
+            round(section["recall@5"], 6))
+
+
+def with_changes(base: Settings, changes: dict[str, Any]) -> Settings:
+    settings = base.model_copy(deep=True)
+    for name, value in changes.items():
+        setattr(settings.retrieval, name, value)
+    return settings
+
+
+def tune(base: Settings, library: Library, path: Path) -> tuple[dict[str, Any], list[Any]]:
+    """The settings picked on ``path`` (coordinate search over ``TUNED`` from the defaults)
+    and one row per configuration tried."""
+    best = {name: getattr(base.retrieval, name) for name in TUNED}
+    best_key = key(score(base, library, "hybrid", path))
+    rows: list[Any] = [["defaults", "", *best_key]]
+    for name, values in TUNED.items():
+        for value in values:
+            if value == best[name]:
+                continue
+            found = key(score(with_changes(base, {**best, name: value}), library, "hybrid",
+                              path))
+            rows.append([name, value, *found])
+            if found > best_key:
+                best, best_key = {**best, name: value}, found
+        print(f"tune {name}: {best[name]}", file=sys.stderr, flush=True)
+    return best, rows
 
 
 def cell(section: dict[str, Any], metric: str) -> str:
@@ -76,25 +129,35 @@ def cell(section: dict[str, Any], metric: str) -> str:
     return f"{value:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.3f}"
 
 
-def run(library_dir: Path, shared: Path, sets: list[str], out: Path) -> dict[str, Any]:
+def run(library_dir: Path, shared: Path, sets: list[str], out: Path,
+        search: bool) -> dict[str, Any]:
     base = bench_settings(library_dir)
     library = open_library(base)
     paths = question_sets(shared, sets)
     figures: dict[str, Any] = {}
+    tables = []
+    if search:
+        picked, tried = tune(base, library, question_sets(shared, ["tune"])["tune"])
+        defaults = {name: getattr(base.retrieval, name) for name in TUNED}
+        figures["tuning"] = {"picked": picked, "defaults": defaults, "tried": tried}
+        tables.append("### Settings searched on `tune` (hybrid; each row changes one setting "
+                      "of the best so far)\n\n" + markdown_table(
+                          ["setting", "value", "evidence@5", "mrr@10", "recall@5"], tried)
+                      + f"\n\npicked: {picked}\ndefaults: {defaults}")
     rows = []
     for label, mode, changes in ROWS:
-        settings = base.model_copy(deep=True)
-        for key, value in changes.items():
-            setattr(settings.retrieval, key, value)
+        settings = with_changes(base, changes)
         figures[label] = {name: score(settings, library, mode, path)
                           for name, path in paths.items()}
         for name in paths:
             rows.append([label, name, *(cell(figures[label][name], m) for m in METRICS),
-                         figures[label][name]["n"]["evidence@5"]])
+                         figures[label][name]["n"]["evidence@5"],
+                         figures[label][name]["retrieval_ms_p50"]])
         print(f"{label}: done", file=sys.stderr, flush=True)
-    table = ("### Retrieval ablation (k = 5; 95% bootstrap intervals)\n\n"
-             + markdown_table(["configuration", "set", *METRICS, "questions"], rows))
-    write_results(out, NAME, "full", base.retrieval.model_dump(), figures, [table], machine())
+    tables.append("### Retrieval ablation (k = 5; 95% bootstrap intervals)\n\n"
+                  + markdown_table(["configuration", "set", *METRICS, "questions",
+                                   "p50 ms (in-process)"], rows))
+    write_results(out, NAME, "full", base.retrieval.model_dump(), figures, tables, machine())
     library.close()
     return figures
 
@@ -104,8 +167,10 @@ def main() -> int:
     p.add_argument("--library", type=Path, required=True, help="data dir of a corpus library")
     p.add_argument("--sets", nargs="+", default=["tune", "test", "dev"],
                    choices=["tune", "test", "dev"])
+    p.add_argument("--tune", action="store_true",
+                   help="first search the retrieval settings on the tune set")
     args = p.parse_args()
-    run(args.library, args.shared, args.sets, args.out)
+    run(args.library, args.shared, args.sets, args.out, args.tune)
     return 0
 
 

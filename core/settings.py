@@ -57,7 +57,18 @@ class IngestSettings(Section):
     timeout_s: float = Field(30.0, description="Connect/read timeout for one HTTP request.")
     retries: int = Field(3, description="Retries (with exponential backoff) per request.")
     backoff_s: float = Field(2.0, description="First backoff delay; doubles each retry.")
-    max_pdf_mb: float = Field(100.0, description="Largest PDF accepted, in MiB.")
+    max_pdf_mb: float = Field(
+        100.0, description="Largest PDF accepted (downloaded or local), in MiB.")
+    max_pages: int = Field(
+        2000, description="PDFs with more pages are refused (a small file can claim millions "
+        "of pages); 0 accepts any number.")
+    extract_timeout_s: float = Field(
+        120.0, description="Seconds one PDF's text extraction may take before its worker is "
+        "stopped and the item fails (the corpus' longest, PaLM's 83 pages, takes ~3 s); "
+        "0 for no limit.")
+    extract_memory_mb: int = Field(
+        4096, description="Address space of one extraction worker, in MiB: a PDF built to "
+        "exhaust memory fails alone; 0 for no cap.")
     extractor: Literal["pypdf", "pypdfium2"] = Field(
         "pypdfium2", description="PDF text extractor (pypdfium2 measured faster; see README)."
     )
@@ -194,6 +205,11 @@ class LLMSettings(Section):
         "contains at least this share of its content words and all of its numbers; "
         "1.1 turns this off. Such citations are marked by='overlap'.")
     max_tokens: int = Field(384, description="Most tokens generated per answer.")
+    mask_injections: bool = Field(
+        True, description="Mask sentences of papers that tell the model to drop its "
+        "instructions (any of 9 languages) before the model sees them. The fence, the plain "
+        "text and the neutralised role markers stay on either way; turn this off only to "
+        "measure what they hold alone (benchmarks/bench_injection.py).")
     min_source_tokens: int = Field(
         512, description="Prompt tokens the passages keep when a request's max_tokens would "
         "leave them less of the model's context: that request's max_tokens is lowered "
@@ -220,12 +236,17 @@ class LLMSettings(Section):
 class UISettings(Section):
     host: str = Field("127.0.0.1", description="Address the chat binds (loopback by default).")
     port: int = Field(7860, description="Port of the chat.")
-    share: bool = Field(False, description="Ask Gradio for a public share link.")
+    share: bool = Field(
+        False, description="Ask Gradio for a public share link (requires ui.auth).")
     auth: str = Field(
-        "", description="'user:password' for basic auth; required when host is not loopback."
+        "", description="'user:password' for basic auth; required when host is not loopback "
+        "or share is on."
     )
     max_upload_mb: float = Field(50.0, description="Largest PDF accepted by upload, in MiB.")
     concurrency: int = Field(4, description="Chats answered at once.")
+    page_cache_mb: float = Field(
+        200.0, description="Most MiB of rendered PDF pages (the page viewer's images) kept "
+        "in <data_dir>/cache/pages; the least recently shown go first.")
 
 
 class EvalSettings(Section):

@@ -63,7 +63,7 @@ def _search(s: Settings, a: argparse.Namespace) -> int:
 def _ask(s: Settings, a: argparse.Namespace) -> int:
     from rag.commands import run_ask
 
-    return run_ask(s, a.question, a.k, a.paper, a.json, years=_years(a))
+    return run_ask(s, a.question, a.k, a.paper, a.json, years=_years(a), fmt=a.format)
 
 
 def _serve_llm(s: Settings, a: argparse.Namespace) -> int:
@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--year", metavar="FROM-TO",
                         help="restrict to papers of these years: 2020, 2017-2020, 2019-, -2019")
         sp.add_argument("--json", action="store_true")
+        if name == "ask":
+            sp.add_argument("--format", choices=["text", "markdown", "bibtex", "json"],
+                            default="text", help="text (streamed, then the sources), or once "
+                            "done: Markdown with numbered references, BibTeX of the cited "
+                            "papers, JSON (= --json)")
     cmd("serve-llm", _serve_llm, "start the vLLM model server and wait")
     sp = cmd("chat", _chat, "open the chat in the browser")
     sp.add_argument("--host")

@@ -55,3 +55,6 @@ $BIN/python -m benchmarks.bench_answer --size "$size" --out "$out" --library "$w
 echo
 echo "== benchmark: rewrite ($size)"
 $BIN/python -m benchmarks.bench_rewrite --size "$size" --out "$out" --library "$work/library"
+echo
+echo "== benchmark: pages ($size)"
+$BIN/python -m benchmarks.bench_pages --size "$size" --out "$out" --library "$work/library"

@@ -57,6 +57,8 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("hybrid", "hybrid", OFF),
     ("+ paper-aware", "hybrid", {"evidence_weight": 0.0, "whole_sentences": False}),
     ("+ evidence ranking", "hybrid", {}),
+    ("same, settings before tuning", "hybrid",
+     {"per_paper_cap": 4, "evidence_weight": 1.0, "evidence_dense_share": 0.5}),
 ]
 
 

@@ -136,7 +136,8 @@ class RetrievalSettings(Section):
     )
     bm25_weight: float = Field(1.0, description="Weight of the BM25 ranking in the fusion.")
     per_paper_cap: int = Field(
-        4, description="At most this many passages from one paper (before adjacent ones merge); "
+        2, description="At most this many chunks from one paper (adjacent ones then merge "
+        "into one passage; 2 was best on eval/sets/tune.jsonl, see README); "
         "a paper the question names, or one --paper picks, has no cap."
     )
     paper_aware: bool = Field(
@@ -155,11 +156,11 @@ class RetrievalSettings(Section):
         "many hits: a question naming two papers gets evidence from both."
     )
     evidence_weight: float = Field(
-        1.0, description="Weight in the fusion of the ranking of candidates by their best "
+        0.5, description="Weight in the fusion of the ranking of candidates by their best "
         "sentence (sentence vectors and tokens stored at ingest); 0 turns it off."
     )
     evidence_dense_share: float = Field(
-        0.5, description="A sentence's score: this share of its cosine with the query plus "
+        0.75, description="A sentence's score: this share of its cosine with the query plus "
         "the rest of the IDF-weighted share of the query's words it contains."
     )
     whole_sentences: bool = Field(

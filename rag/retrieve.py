@@ -191,7 +191,8 @@ class Retriever:
             best = max(best, best_here)
             for h, ordinals in level:
                 span = {(h.chunk.paper_id, o) for o in ordinals}
-                if not span & used:  # a deeper level never outranks what is already there
+                # a deeper level never outranks what is already there, nor passes the cap
+                if not span & used and self._within_cap(h.chunk.paper_id, len(span), used, q):
                     hits.append(replace(h, score=min(h.score, hits[-1].score)) if hits else h)
                     used |= span
             if len(hits) >= k or exhausted or depth >= MAX_DEPTH:
@@ -359,6 +360,15 @@ class Retriever:
                             arxiv_id=paper.arxiv_id, authors=paper.authors,
                             pdf_url=paper.pdf_url))
         return hits
+
+    def _within_cap(self, paper_id: str, chunks: int, used: set[tuple[str, int]],
+                    q: Query) -> bool:
+        """Whether ``chunks`` more chunks of the paper keep it within the per-paper cap,
+        given the chunks already chosen (``used``); a named or chosen paper has no cap."""
+        if paper_id in q.uncapped:
+            return True
+        have = sum(1 for pid, _ in used if pid == paper_id)
+        return have + chunks <= self.settings.retrieval.per_paper_cap
 
     def _capped(self, hits: list[Hit], n: int, uncapped: set[str]) -> list[Hit]:
         """The first ``n`` hits within the per-paper cap (papers in ``uncapped`` have none)."""

@@ -9,6 +9,12 @@
    ``benchmarks/synthetic.py``): flat, HNSW and IVF; build time, memory, single-query
    latency with 1 and 2 OpenMP threads, and recall@10 against flat over a sweep of
    efSearch / nprobe.
+3. End to end at scale (1e3 in ``tiny``, 1e4 in ``small``, 1e6 in ``full``): a real library
+   of that many chunks (the corpus' chunk texts cycled under synthetic paper titles, fitted
+   vectors) written through ``Library.add_paper`` and indexed by ``Library.refresh`` (SQLite,
+   HNSW or flat as the settings choose, BM25), then ``Retriever.search`` latency per stage
+   over the dev questions: query embedding, dense search, BM25, fusion and the SQLite reads,
+   not FAISS alone.
 
     python -m benchmarks.bench_query --size small|full [--library DATA_DIR]
 """
@@ -36,8 +42,10 @@ from benchmarks.common import (
 )
 from core.errors import EmptyLibraryError
 from core.settings import Settings
+from core.types import Chunk, Page, Paper
 from index.embedder import SentenceTransformerEmbedder
 from index.library import Library
+from index.vectors import choose_kind
 from rag.retrieve import Retriever
 
 NAME = "query"
@@ -47,6 +55,8 @@ RECALL_QUERIES = {"tiny": 50, "small": 200, "full": 200}
 LATENCY_QUERIES = {"tiny": 20, "small": 100, "full": 100}
 CORPUS_QUESTIONS = {"tiny": (5, 1), "small": (20, 2), "full": (100, 3)}  # (questions, reps)
 STAGES = ("embed", "dense", "bm25", "fuse", "total")
+END_TO_END = {"tiny": [1_000], "small": [10_000], "full": [1_000_000]}
+CHUNKS_PER_PAPER = 1_000
 
 
 # ------------------------------------------------------------------ the shared corpus
@@ -103,6 +113,62 @@ def corpus_library(size: str, shared: Path, library: Path | None, work: Path,
     return settings
 
 
+# ------------------------------------------------------------- end to end at scale
+
+
+def scaled_library(n: int, texts: list[str], sampler: synthetic.Sampler, work: Path,
+                   embedder: SentenceTransformerEmbedder) -> tuple[Settings, dict[str, Any]]:
+    """A library of ``n`` chunks written and indexed by the app's own code; its build times."""
+    settings = bench_settings(work / f"scaled-{n}")
+    library = Library(settings, embedder)
+    with Stopwatch() as write:
+        for first in range(0, n, CHUNKS_PER_PAPER):
+            m = min(CHUNKS_PER_PAPER, n - first)
+            pid = f"synthetic-{first // CHUNKS_PER_PAPER:05d}"
+            chunks = [Chunk(paper_id=pid, ordinal=i, text=t, page_start=1, page_end=1,
+                            char_start=0, char_end=len(t))
+                      for i, t in enumerate(texts[(first + j) % len(texts)] for j in range(m))]
+            paper = Paper(id=pid, title=f"Synthetic paper {first // CHUNKS_PER_PAPER}",
+                          authors=(), year=2024, abstract="", categories=(), version=None,
+                          arxiv_id=None, pdf_url=None, source="synthetic",
+                          content_hash=pid, pages=1)
+            library.add_paper(paper, [Page(pid, 1, "synthetic")], chunks, sampler(m))
+    with Stopwatch() as index:
+        library.refresh()
+    library.close()
+    return settings, {"write_s": round(write.seconds, 1), "index_s": round(index.seconds, 1)}
+
+
+def end_to_end(n: int, texts: list[str], sampler: synthetic.Sampler, work: Path,
+               embedder: SentenceTransformerEmbedder, questions: list[str],
+               reps: int) -> dict[str, Any]:
+    """``Retriever.search`` per stage on a library of ``n`` chunks (after a warm-up)."""
+    settings, build = scaled_library(n, texts, sampler, work, embedder)
+    library = Library(settings, embedder)
+    retriever = Retriever(settings, library)
+    with Stopwatch() as first:
+        retriever.search(questions[0])
+    samples: dict[str, list[float]] = {s: [] for s in STAGES}
+    for _ in range(reps):
+        for q in questions:
+            for stage, ms in retriever.search(q).timings_ms.items():
+                samples.setdefault(stage, []).append(ms)
+    figures: dict[str, Any] = {s: percentiles(v) for s, v in samples.items()}
+    figures.update(n=n, chunks=library.chunk_count(), first_query_ms=round(
+        first.seconds * 1000, 1), index_kind=choose_kind(n, settings.index), **build)
+    library.close()
+    return figures
+
+
+def end_to_end_table(rows: list[dict[str, Any]]) -> str:
+    body = [[f"{r['chunks']:,} ({r['index_kind']})", *(r[s]["p50"] for s in STAGES),
+             r["total"]["p95"], r["write_s"], r["index_s"]] for r in rows]
+    return ("### End-to-end retrieval at scale, ms (Retriever.search: query embedding, dense, "
+            "BM25, fusion, SQLite reads; the corpus' texts cycled, fitted vectors)\n\n"
+            + markdown_table(["chunks", *(f"{s} p50" for s in STAGES), "total p95",
+                              "write s", "index s"], body))
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -146,16 +212,22 @@ def synthetic_table(sizes: list[dict[str, Any]]) -> str:
 
 
 def run(size: str, out_dir: Path, shared: Path, library: Path | None = None,
-        sizes: list[int] | None = None) -> dict[str, Any]:
+        sizes: list[int] | None = None, e2e_sizes: list[int] | None = None) -> dict[str, Any]:
     """Run the query benchmark at ``size``; writes ``out_dir/query.json``; returns it."""
     info = machine()
     n_questions, reps = CORPUS_QUESTIONS[size]
     with tempfile.TemporaryDirectory() as tmp:
         embedder = SentenceTransformerEmbedder(bench_settings(Path(tmp) / "x").embedding)
         settings = corpus_library(size, shared, library, Path(tmp), embedder)
-        corpus, real = corpus_latency(settings, embedder, dev_questions(shared, n_questions),
-                                      reps)
-    rng = np.random.default_rng(0)
+        questions = dev_questions(shared, n_questions)
+        corpus, real = corpus_latency(settings, embedder, questions, reps)
+        rng = np.random.default_rng(0)
+        source = Library(settings, embedder)
+        texts = [c.text for p in source.papers() for c in source.chunks_of(p.id)]
+        source.close()
+        scaled = [end_to_end(n, texts, synthetic.Sampler("fitted", rng, real), Path(tmp),
+                             embedder, questions, reps)
+                  for n in (END_TO_END[size] if e2e_sizes is None else e2e_sizes)]
     results = []
     for n in SYNTHETIC[size] if sizes is None else sizes:
         for data in DATA:
@@ -163,7 +235,7 @@ def run(size: str, out_dir: Path, shared: Path, library: Path | None = None,
             results.append(synthetic.measure(n, sampler, settings.index,
                                              settings.retrieval.fetch_k, RECALL_QUERIES[size],
                                              LATENCY_QUERIES[size], rng))
-    figures = {"corpus": corpus, "synthetic": results}
+    figures = {"corpus": corpus, "synthetic": results, "end_to_end": scaled}
     run_settings = {"index": settings.index.model_dump(),
                     "retrieval": settings.retrieval.model_dump(),
                     "embedding": settings.embedding.model_dump(),
@@ -171,7 +243,7 @@ def run(size: str, out_dir: Path, shared: Path, library: Path | None = None,
                     "ivf_default_nprobe": synthetic.IVF_DEFAULT_NPROBE,
                     "synthetic_sizes": sorted({r["n"] for r in results}),
                     "library": str(library) if library else f"built from the {size} papers"}
-    tables = [corpus_table(corpus), synthetic_table(results)]
+    tables = [corpus_table(corpus), synthetic_table(results), end_to_end_table(scaled)]
     write_results(out_dir, NAME, size, run_settings, figures, tables, info)
     return {"settings": run_settings, "figures": figures}
 
@@ -182,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="data folder of a built library (else the size's papers are ingested)")
     p.add_argument("--synthetic", type=int, nargs="*", default=None,
                    help="synthetic library sizes instead of the size's own (none: corpus only)")
+    p.add_argument("--end-to-end", type=int, nargs="*", default=None,
+                   help="end-to-end library sizes instead of the size's own (none: skip)")
     args = p.parse_args(argv)
-    run(args.size, args.out, args.shared, args.library, args.synthetic)
+    run(args.size, args.out, args.shared, args.library, args.synthetic, args.end_to_end)
     return 0
 
 

@@ -1,7 +1,10 @@
 """Rewrite benchmark: retrieval with and without the question rewrite, on questions the
 rewrite exists for: Japanese questions over English papers and follow-ups ("and its
 decoder?") that only make sense with the conversation (``rewrite_questions.jsonl`` beside
-this file, written for this benchmark over the shared corpus, apart from the eval sets).
+this file, written for this benchmark over the shared corpus, apart from the eval sets). A
+follow-up comes after two turns (question and answer): the paper is named in the first,
+never in the second question nor in the follow-up, so joining the previous question is no
+shortcut to the paper's name; resolving "it" needs the conversation.
 
 Three ways to build the retrieval query:
 
@@ -12,8 +15,11 @@ Three ways to build the retrieval query:
 * ``model``: what `ask` and the chat do with ``retrieval.rewrite`` on: the served model
   rewrites, its output is checked, the plain terms are appended (needs a model server).
 
-For each: the share of questions whose gold paper is among the top 5 and 10 hits, and the
-rewrite's own time. Needs the library of the shared corpus (``--library``, as
+For each: the share of questions whose gold paper is among the top 5 and 10 hits, the
+rewrite's own time, and the rewrite plus the retrieval: what `ask` adds before the model
+starts answering a follow-up or non-English question (with ``retrieval.rewrite`` on, the
+``model`` row; off, ``terms``; an English first question is not rewritten, and its overhead
+is bench_answer's). Needs the library of the shared corpus (``--library``, as
 ``scripts/run_benchmarks.sh`` passes it) or builds one.
 
     python -m benchmarks.bench_rewrite --size small|full [--library DATA_DIR] [--llm-url URL]
@@ -76,13 +82,17 @@ def measure(retriever: Retriever, questions: list[dict[str, Any]],
     found: dict[str, dict[int, list[bool]]] = {"japanese": {5: [], 10: []},
                                                "follow-up": {5: [], 10: []}}
     times: list[float] = []
+    ready: list[float] = []
     examples = []
     for q in questions:
-        history = [(h, "") for h in q.get("history", [])]
+        history = [(h, "") if isinstance(h, str) else (h[0], h[1])
+                   for h in q.get("history", [])]
         with Stopwatch() as sw:
             query = rewrite(q["question"], history)
+        with Stopwatch() as search:
+            hits = retriever.search(query, k=10).hits
         times.append(sw.seconds * 1000)
-        hits = retriever.search(query, k=10).hits
+        ready.append((sw.seconds + search.seconds) * 1000)
         kind = "follow-up" if history else "japanese"
         for k in (5, 10):
             found[kind][k].append(bool({h.chunk.paper_id for h in hits[:k]} & set(q["papers"])))
@@ -91,6 +101,7 @@ def measure(retriever: Retriever, questions: list[dict[str, Any]],
                                       for k, v in by_k.items()} | {"n": len(by_k[5])}
                                for kind, by_k in found.items()}
     figures["rewrite_ms"] = percentiles(times)
+    figures["rewrite_and_retrieval_ms"] = percentiles(ready)
     figures["queries"] = examples
     return figures
 
@@ -99,16 +110,18 @@ def table(f: dict[str, Any]) -> str:
     rows = []
     for mode in MODES:
         if mode not in f:
-            rows.append([mode, "–", "–", "–", "–", "no model server"])
+            rows.append([mode, "–", "–", "–", "–", "no model server", "–"])
             continue
         m = f[mode]
         rows.append([mode, m["japanese"]["hit@5"], m["japanese"]["hit@10"],
-                     m["follow-up"]["hit@5"], m["follow-up"]["hit@10"], m["rewrite_ms"]["p50"]])
+                     m["follow-up"]["hit@5"], m["follow-up"]["hit@10"], m["rewrite_ms"]["p50"],
+                     m["rewrite_and_retrieval_ms"]["p50"]])
     n = f["terms"]["japanese"]["n"], f["terms"]["follow-up"]["n"]
     title = (f"### Retrieval with and without the rewrite ({n[0]} Japanese questions, {n[1]} "
              "follow-ups; share whose gold paper is in the top k)\n\n")
     return title + markdown_table(["query", "ja hit@5", "ja hit@10", "follow-up hit@5",
-                                   "follow-up hit@10", "rewrite p50 ms"], rows)
+                                   "follow-up hit@10", "rewrite p50 ms",
+                                   "rewrite + retrieval p50 ms (ask's overhead)"], rows)
 
 
 def run(size: str, out_dir: Path, shared: Path, library: Path | None, url: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import ConfigError
 
@@ -57,7 +57,18 @@ class IngestSettings(Section):
     timeout_s: float = Field(30.0, description="Connect/read timeout for one HTTP request.")
     retries: int = Field(3, description="Retries (with exponential backoff) per request.")
     backoff_s: float = Field(2.0, description="First backoff delay; doubles each retry.")
-    max_pdf_mb: float = Field(100.0, description="Largest PDF accepted, in MiB.")
+    max_pdf_mb: float = Field(
+        100.0, description="Largest PDF accepted (downloaded or local), in MiB.")
+    max_pages: int = Field(
+        2000, description="PDFs with more pages are refused (a small file can claim millions "
+        "of pages); 0 accepts any number.")
+    extract_timeout_s: float = Field(
+        120.0, description="Seconds one PDF's text extraction may take before its worker is "
+        "stopped and the item fails (the corpus' longest, PaLM's 83 pages, takes ~3 s); "
+        "0 for no limit.")
+    extract_memory_mb: int = Field(
+        4096, description="Address space of one extraction worker, in MiB: a PDF built to "
+        "exhaust memory fails alone; 0 for no cap.")
     extractor: Literal["pypdf", "pypdfium2"] = Field(
         "pypdfium2", description="PDF text extractor (pypdfium2 measured faster; see README)."
     )
@@ -178,9 +189,22 @@ class RetrievalSettings(Section):
     )
 
 
+# Context length vLLM is given on CPU (its KV cache there is small), and the one assumed for a
+# server that does not report its own.
+CPU_CONTEXT = 2048
+
+
+def split_urls(value: str) -> list[str]:
+    """The URLs of ``llm.base_url``: comma-separated, trailing slashes dropped."""
+    return [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+
+
 class LLMSettings(Section):
     base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (vLLM or another)."
+        "http://127.0.0.1:8000/v1",
+        description="OpenAI-compatible server (vLLM or another). Several replicas: a list in "
+        "TOML, comma-separated in the environment or --llm-url; requests are spread across "
+        "them and fail over when one is down (see README).",
     )
     model: str = Field(
         "", description="Model name sent to the server; empty means the one the server serves."
@@ -195,6 +219,11 @@ class LLMSettings(Section):
         "contains at least this share of its content words and all of its numbers; "
         "1.1 turns this off. Such citations are marked by='overlap'.")
     max_tokens: int = Field(384, description="Most tokens generated per answer.")
+    mask_injections: bool = Field(
+        True, description="Mask sentences of papers that tell the model to drop its "
+        "instructions (any of 9 languages) before the model sees them. The fence, the plain "
+        "text and the neutralised role markers stay on either way; turn this off only to "
+        "measure what they hold alone (benchmarks/bench_injection.py).")
     min_source_tokens: int = Field(
         512, description="Prompt tokens the passages keep when a request's max_tokens would "
         "leave them less of the model's context: that request's max_tokens is lowered "
@@ -207,9 +236,27 @@ class LLMSettings(Section):
         description="Model `paperchat serve-llm` serves: 'auto' picks Qwen/Qwen2.5-7B-Instruct "
         "on CUDA and the packaged SmolLM2-135M-Instruct on CPU; or a HF name / folder.",
     )
+    failover_cooldown_s: float = Field(
+        30.0, ge=0, description="Seconds a replica of llm.base_url that failed is passed over "
+        "before it is tried again (it is still tried when every replica has failed).")
     serve_host: str = Field("127.0.0.1", description="Address the model server binds.")
-    serve_port: int = Field(8000, description="Port the model server listens on.")
-    serve_max_model_len: int = Field(2048, description="Context length given to vLLM.")
+    serve_port: int = Field(
+        8000, ge=0, le=65535, description="Port the model server listens on; 0 picks a free one.")
+    serve_max_model_len: int | None = Field(
+        None, gt=0, description=f"Context length given to vLLM; unset: {CPU_CONTEXT} on CPU, "
+        "the model's own on CUDA.")
+    serve_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Weights and activations dtype of vLLM. 'auto': on CPU bfloat16 "
+        "only when the CPU has avx512_bf16 or amx_bf16 (else float32, faster there), on CUDA "
+        "the model's own.")
+    serve_gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take (weights and "
+        "KV cache), passed as --gpu-memory-utilization on CUDA.")
+    serve_tensor_parallel: int = Field(
+        1, ge=1, description="GPUs one model replica is split over (vLLM --tensor-parallel-size).")
+    serve_data_parallel: int = Field(
+        1, ge=1, description="Model replicas behind the one endpoint (vLLM "
+        "--data-parallel-size); each takes serve_tensor_parallel GPUs.")
     serve_python: str = Field(
         "",
         description="Python of the environment holding vLLM; empty finds .venv-llm "
@@ -217,16 +264,45 @@ class LLMSettings(Section):
     )
     serve_startup_timeout_s: float = Field(600.0, description="Seconds to wait until healthy.")
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _join_urls(cls, value: object) -> object:
+        """A TOML list of URLs becomes the comma-separated form."""
+        if isinstance(value, list | tuple):
+            return ",".join(str(v) for v in value)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_urls(cls, value: str) -> str:
+        urls = split_urls(value)
+        if not urls:
+            raise ValueError("give at least one URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value
+
+    @property
+    def urls(self) -> list[str]:
+        """The replicas' base URLs, in the order given."""
+        return split_urls(self.base_url)
+
 
 class UISettings(Section):
     host: str = Field("127.0.0.1", description="Address the chat binds (loopback by default).")
     port: int = Field(7860, description="Port of the chat.")
-    share: bool = Field(False, description="Ask Gradio for a public share link.")
+    share: bool = Field(
+        False, description="Ask Gradio for a public share link (requires ui.auth).")
     auth: str = Field(
-        "", description="'user:password' for basic auth; required when host is not loopback."
+        "", description="'user:password' for basic auth; required when host is not loopback "
+        "or share is on."
     )
     max_upload_mb: float = Field(50.0, description="Largest PDF accepted by upload, in MiB.")
     concurrency: int = Field(4, description="Chats answered at once.")
+    page_cache_mb: float = Field(
+        200.0, description="Most MiB of rendered PDF pages (the page viewer's images) kept "
+        "in <data_dir>/cache/pages; the least recently shown go first.")
 
 
 class EvalSettings(Section):

@@ -5,6 +5,8 @@ files named by a hash of what built them, rebuilt or extended when they lag behi
     <data_dir>/index/<key>/            vectors.faiss, ids.npy, bm25*, built.json
     <data_dir>/manifest.json           a readable copy of the manifest
     <data_dir>/pdfs/                   downloaded PDFs (cache)
+    <data_dir>/pdf-store/<sha256>.pdf  the library's own copy of each paper's PDF (index.pdfstore)
+    <data_dir>/sentences.sqlite        sentence rows of the chunks (index.sentences)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from core.settings import Settings
 from core.types import Chunk, Page, Paper
 from index.bm25 import BM25Index
 from index.embedder import Embedder
+from index.pdfstore import PdfStore
 from index.sentences import ChunkSentences, SentenceStore, embed_chunks, forget_paper
 from index.store import Store, disk_errors
 from index.vectors import VectorIndex, choose_kind
@@ -60,6 +63,7 @@ class Catalog:
         self.dir = settings.data_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.dir / "library.sqlite")
+        self.pdfs = PdfStore(self.dir)
         self._papers_cache: tuple[tuple[int, int], list[Paper]] | None = None
 
     @contextmanager
@@ -86,10 +90,14 @@ class Catalog:
         atomic_write_text(self.dir / "manifest.json", json.dumps(meta, indent=2) + "\n")
 
     def remove_paper(self, paper_id: str) -> bool:
+        """Remove a paper, then its PDF copy (a crash in between leaves an unused copy)."""
+        paper = self.store.paper(paper_id)
         gone = self.store.delete_paper(paper_id)
         if gone:
             forget_paper(self.dir, paper_id)
             self._write_manifest_file()
+            if paper is not None:
+                self.pdfs.remove(paper)
         return gone
 
     def papers(self) -> list[Paper]:

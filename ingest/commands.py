@@ -16,7 +16,14 @@ from core.settings import Settings
 from index.library import Catalog
 from index.open import open_library
 from ingest import reading_list
-from ingest.pipeline import IngestReport, NullReporter, Reporter, ingest_items, make_chunker
+from ingest.pipeline import (
+    IngestReport,
+    NullReporter,
+    Reporter,
+    ingest_items,
+    make_chunker,
+    writer_lock,
+)
 from ingest.reindex import reindex
 
 STATUS_STYLE = {"ingested": "green", "replaced": "cyan", "unchanged": "dim", "failed": "red"}
@@ -63,6 +70,10 @@ def summary_line(report: IngestReport, library: Catalog, settings: Settings) -> 
             f"{settings.data_dir} ({done or 'nothing to do'}; {report.seconds:.1f} s)")
 
 
+def _say_waiting(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_ingest(settings: Settings, items: list[str], search: str | None = None,
                max_results: int = 10, quiet: bool = False, as_json: bool = False) -> int:
     """`paperchat ingest`: exit code 0 when every item is in the library, 1 otherwise.
@@ -80,7 +91,8 @@ def run_ingest(settings: Settings, items: list[str], search: str | None = None,
                         TextColumn("{task.fields[label]}"), console=err, disable=not show)
     reporter: Reporter = RichReporter(progress) if show else NullReporter()
     with progress:
-        report = ingest_items(settings, library, items, search, max_results, reporter=reporter)
+        report = ingest_items(settings, library, items, search, max_results, reporter=reporter,
+                              on_wait=None if quiet else _say_waiting)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return 1 if report.failed else 0
@@ -129,7 +141,7 @@ def list_papers(settings: Settings, as_json: bool = False) -> int:
 def remove_papers(settings: Settings, ids: list[str]) -> int:
     library = Catalog(settings)
     missing = []
-    with library.writer():
+    with writer_lock(library, on_wait=_say_waiting):
         for pid in ids:
             if library.remove_paper(pid):
                 print(f"removed {pid}")
@@ -143,7 +155,7 @@ def remove_papers(settings: Settings, ids: list[str]) -> int:
 
 def run_reindex(settings: Settings) -> int:
     library = open_library(settings, check=False)
-    with library.writer():
+    with writer_lock(library, on_wait=_say_waiting):
         n = reindex(library, make_chunker(settings))
     print(f"Reindexed {n} chunks with {settings.embedding.model} in {settings.data_dir}",
           file=sys.stderr)

@@ -9,12 +9,28 @@ and ``pypdf`` (pure Python). Both read the corpus' two-column papers column by c
 numbers and the arXiv side stamp removed, whitespace collapsed; line breaks are kept (the
 chunker detects headings on them) and likely paragraph ends become blank lines.
 
-``extract_pages`` is a top-level function so it can run in a process pool.
+``extract_pages`` and ``extract_document`` are top-level functions so they can run in a
+worker process. ``extract_document`` is what ingest runs there: the pages, the raw page-1
+arXiv stamp, the info dictionary and the flags (``hidden-text``) from one read of the file,
+so the main process never parses a PDF that might be hostile.
+
+Untrusted text is made plain here (:mod:`core.confusables`): invisible characters (zero-width,
+word joiner, bidi controls) are stripped and Cyrillic/Greek look-alikes inside Latin words
+folded, so "Ig\u2060nоre" (with a word joiner and a Cyrillic о) is stored as "Ignore".
+
+Hidden text: letters drawn invisibly (text render mode 3 or 7), with no fill (alpha 0), in
+white directly on the page (white labels in a figure's form on a dark box are common),
+smaller than 1 pt (a zero-size font draws nothing pdfium keeps; a tiny text matrix does), or
+outside the page. A run of ``HIDDEN_MIN_LETTERS`` of them on a page (a sentence, not a stray
+label) flags the paper ``hidden-text`` (the UI shows a badge; none of the 15 corpus papers
+is flagged). The text is kept (an OCR layer over a scan is invisible text too), and the
+prompt's defences apply to it like to any other.
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
 import logging
 import math
 import re
@@ -23,6 +39,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any
@@ -32,6 +49,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadWarning, PyPdfError
 
+from core.confusables import fold_confusables, strip_invisible
 from core.errors import PdfError, SourceNotFoundError
 from core.types import Page
 
@@ -46,6 +64,8 @@ STAMP_RE = re.compile(
     r"arXiv:\s*(?P<id>\d{4}\.\d{4,5}|[a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<v>\d+))?"
     r"\s*\[[^\]\n]{1,20}\]\s*\d{1,2}\s*[A-Z][a-z]{2}\s*\d{4}"
 )
+HIDDEN_MIN_LETTERS = 16  # a run of this many hidden letters flags a paper "hidden-text"
+HIDDEN_TEXT = "hidden-text"
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200d\ufeff\ufffd]")
 _WORD_RE = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 
@@ -63,7 +83,53 @@ def extract_pages(path: Path, paper_id: str, extractor: str = "pypdfium2") -> li
     _check_file(path)
     if extractor not in _RAW_EXTRACTORS:
         raise PdfError(f"Unknown PDF extractor {extractor!r};", f"use one of {EXTRACTORS}.")
-    texts = normalise_page_texts(_RAW_EXTRACTORS[extractor](path))
+    return _pages(path, paper_id, _RAW_EXTRACTORS[extractor](path))
+
+
+@dataclass
+class Extracted:
+    """What ingest needs from one read of a PDF (see :func:`extract_document`)."""
+
+    pages: list[Page]
+    stamp: tuple[str, int | None] | None  # the arXiv id and version on page 1, if any
+    info: dict[str, Any] = field(default_factory=dict)  # as :func:`pdf_metadata` gives it
+    flags: tuple[str, ...] = ()
+    hidden_letters: int = 0  # the longest run of hidden letters on a page
+
+
+def extract_document(path: Path, paper_id: str, extractor: str = "pypdfium2",
+                     max_pages: int = 0) -> Extracted:
+    """Pages (as :func:`extract_pages`), page-1 stamp, info and flags of the PDF at
+    ``path``; a PDF of more than ``max_pages`` pages (0: any) is refused with ``PdfError``."""
+    path = Path(path)
+    _check_file(path)
+    if extractor not in _RAW_EXTRACTORS:
+        raise PdfError(f"Unknown PDF extractor {extractor!r};", f"use one of {EXTRACTORS}.")
+    doc = _open_pdfium(path)
+    try:
+        _check_page_count(path, len(doc), max_pages)
+        read = [_page_text_and_hidden(doc, i, path) for i in range(len(doc))]
+        raw = [text for text, _ in read]
+        hidden = max((run for _, run in read), default=0)
+        info = _clean_info(doc.get_metadata_dict())
+    finally:
+        doc.close()
+    if extractor != "pypdfium2":
+        raw = _RAW_EXTRACTORS[extractor](path)
+    stamp = arxiv_id_from_stamp(raw[0]) if raw else None
+    pages = _pages(path, paper_id, raw)
+    flags = (HIDDEN_TEXT,) if hidden >= HIDDEN_MIN_LETTERS else ()
+    return Extracted(pages, stamp, info, flags, hidden)
+
+
+def _check_page_count(path: Path, pages: int, max_pages: int) -> None:
+    if max_pages and pages > max_pages:
+        raise PdfError(f"{path} has {pages} pages, more than ingest.max_pages ({max_pages}).",
+                       "Raise ingest.max_pages to accept it.")
+
+
+def _pages(path: Path, paper_id: str, raw: list[str]) -> list[Page]:
+    texts = normalise_page_texts(raw)
     letters = sum(ch.isalnum() for text in texts for ch in text)
     if letters < MIN_CHARS_PER_PAGE * max(len(texts), 2):
         raise PdfError(f"{path} has no text layer (a scanned or image-only PDF); "
@@ -78,9 +144,12 @@ def pdf_metadata(path: Path) -> dict[str, Any]:
     _check_file(path)
     doc = _open_pdfium(path)
     try:
-        info = doc.get_metadata_dict()
+        return _clean_info(doc.get_metadata_dict())
     finally:
         doc.close()
+
+
+def _clean_info(info: dict[str, Any]) -> dict[str, Any]:
     title = " ".join(str(info.get("Title", "")).split())
     if re.search(r"(?i)^(untitled|microsoft word\b)|\.(dvi|pdf|tex|docx?)$", title) or not any(
         ch.isalpha() for ch in title
@@ -196,11 +265,12 @@ def normalise_page_texts(texts: list[str]) -> list[str]:
 def _clean_chars(text: str) -> str:
     """NFKC, one kind of newline; pdfium's U+FFFE (a hyphen it took for a soft one, with
     the line break dropped) and a soft hyphen at a line end become "-\\n"; control
-    characters and other soft hyphens go."""
+    characters, other soft hyphens and invisible characters go; look-alike letters inside
+    Latin words become Latin."""
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
     text = text.replace("\ufffe", "-\n").replace("\u00ad\n", "-\n").replace("\t", " ")
-    return _CONTROL_RE.sub("", text)
+    return fold_confusables(strip_invisible(_CONTROL_RE.sub("", text)))
 
 
 def _clean_lines(text: str) -> list[str]:
@@ -426,6 +496,85 @@ def _pdfium_page_text(doc: pdfium.PdfDocument, index: int, path: Path) -> str:
             page.close()
     except pdfium.PdfiumError as err:
         raise _corrupt(path, f"page {index + 1}: {err}") from err
+
+
+_INVISIBLE_MODES = (pdfium_raw.FPDF_TEXTRENDERMODE_INVISIBLE, pdfium_raw.FPDF_TEXTRENDERMODE_CLIP)
+_FILL_MODES = (pdfium_raw.FPDF_TEXTRENDERMODE_FILL, pdfium_raw.FPDF_TEXTRENDERMODE_FILL_STROKE,
+               pdfium_raw.FPDF_TEXTRENDERMODE_FILL_CLIP,
+               pdfium_raw.FPDF_TEXTRENDERMODE_FILL_STROKE_CLIP)
+
+
+# FPDFText_GetTextObject returning the address as an int (no pointer object per letter).
+_TEXT_OBJECT_ADDRESS = ctypes.cast(
+    pdfium_raw.FPDFText_GetTextObject,
+    ctypes.CFUNCTYPE(ctypes.c_void_p, pdfium_raw.FPDF_TEXTPAGE, ctypes.c_int))
+
+
+def _drawn_hidden(obj: Any, top_level: set[int | None], key: int | None) -> bool:
+    """Is this text object drawn so that a reader cannot see it: invisible render mode, no
+    fill, or white fill directly on the page (white labels inside a figure's form are
+    common: the 15 corpus papers have them, on dark boxes)?"""
+    mode = pdfium_raw.FPDFTextObj_GetTextRenderMode(obj)
+    if mode in _INVISIBLE_MODES:
+        return True
+    r, g, b, a = (ctypes.c_uint() for _ in range(4))
+    if not (mode in _FILL_MODES and pdfium_raw.FPDFPageObj_GetFillColor(obj, r, g, b, a)):
+        return False
+    return a.value == 0 or (min(r.value, g.value, b.value) >= 250 and key in top_level)
+
+
+def _placed_hidden(textpage: Any, i: int, width: float, height: float) -> bool:
+    """Is character ``i`` smaller than 1 pt or outside the page?"""
+    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+    if not pdfium_raw.FPDFText_GetCharBox(textpage, i, left, right, bottom, top):
+        return False
+    if top.value - bottom.value < 1.0 and right.value - left.value < 1.0:
+        return True
+    return right.value < 0 or left.value > width or top.value < 0 or bottom.value > height
+
+
+def _page_text_and_hidden(doc: pdfium.PdfDocument, index: int, path: Path) -> tuple[str, int]:
+    """The raw text of page ``index`` and its longest run of hidden letters."""
+    try:
+        page = doc[index]
+        textpage = page.get_textpage()
+    except pdfium.PdfiumError as err:
+        raise _corrupt(path, f"page {index + 1}: {err}") from err
+    try:
+        text = str(textpage.get_text_range())
+        return text, _hidden_run(page, textpage, text)
+    except pdfium.PdfiumError as err:
+        raise _corrupt(path, f"page {index + 1}: {err}") from err
+    finally:
+        textpage.close()
+        page.close()
+
+
+def _hidden_run(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage, text: str) -> int:
+    """The longest run of hidden letters on a page (in reading order; visible letters end
+    a run, spaces and punctuation do not). Each text object is judged once, on its first
+    letter: about as long as reading the text."""
+    width, height = page.get_size()
+    top_level = {ctypes.cast(pdfium_raw.FPDFPage_GetObject(page.raw, j), ctypes.c_void_p)
+                 .value for j in range(pdfium_raw.FPDFPage_CountObjects(page.raw))}
+    if len(text) != textpage.count_chars():  # characters beyond the BMP: read one by one
+        text = "".join(chr(pdfium_raw.FPDFText_GetUnicode(textpage.raw, i))
+                       for i in range(textpage.count_chars()))
+    longest = run = 0
+    last: int | None = None
+    hidden = False
+    for i, ch in enumerate(text):
+        if not ch.isalpha():
+            continue
+        key = _TEXT_OBJECT_ADDRESS(textpage.raw, i)
+        if key != last:
+            last = key
+            obj = ctypes.cast(ctypes.c_void_p(key), pdfium_raw.FPDF_PAGEOBJECT)
+            hidden = key is not None and (_drawn_hidden(obj, top_level, key) or
+                                          _placed_hidden(textpage.raw, i, width, height))
+        run = run + 1 if hidden else 0
+        longest = max(longest, run)
+    return longest
 
 
 def _pdfium_texts(path: Path) -> list[str]:

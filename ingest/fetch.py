@@ -1,20 +1,24 @@
 """Download PDFs into a cache folder: checked, resumable, written atomically.
 
 ``Downloader.fetch(url, name)`` returns ``cache_dir / name``. A file already there is
-returned without touching the network. A download goes to ``name.part`` and is renamed
-when complete; an interrupted ``.part`` is resumed with an HTTP Range request (or started
+returned without touching the network, so a name must stand for one URL: a PDF URL's
+cache name is :func:`url_file_name` (its stem plus a hash of the whole URL, so that
+``.../pdf?id=A`` and ``.../pdf?id=B`` are two files). A download goes to ``name.part`` and
+is renamed when complete; an interrupted ``.part`` is resumed with an HTTP Range request (or started
 over when the server ignores Range). The first bytes must be ``%PDF-``.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -183,6 +187,30 @@ class Downloader:
             f"({size / 1024 / 1024:.1f} MiB or more).",
             "Raise ingest.max_pdf_mb to accept it.",
         )
+
+
+def url_hash(url: str, length: int = 16) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:length]
+
+
+def _url_stem(url: str) -> str:
+    stem = PurePosixPath(urlsplit(url).path).stem
+    return re.sub(r"[^\w.-]+", "_", stem, flags=re.ASCII).strip("._-")[:80]
+
+
+def url_file_name(url: str) -> str:
+    """The cache file of a PDF URL: its stem and a hash of the whole URL (query included)."""
+    return f"{_url_stem(url) or 'paper'}-{url_hash(url)}.pdf"
+
+
+def url_paper_id(url: str) -> str:
+    """The paper id of a PDF URL not known to the reading list: the URL's stem; with a
+    hash of the whole URL when a query or fragment tells papers apart (``pdf?id=A``)."""
+    parts = urlsplit(url)
+    stem = _url_stem(url)
+    if stem and not parts.query and not parts.fragment:
+        return stem
+    return f"{stem or 'paper'}-{url_hash(url, 8)}"
 
 
 def _safe_name(name: str) -> str:

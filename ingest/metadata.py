@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from core.types import Page, Paper, PaperMeta
 from index.names import derive_aliases
@@ -29,12 +30,14 @@ def year_from_arxiv_id(arxiv_id: str) -> int | None:
     return 2000 + int(m.group(1)) if m else None
 
 
-def offline_meta(paper_id: str, arxiv_id: str | None, path: Path, pages: list[Page]) -> PaperMeta:
-    """Metadata without the network: the reading list, then the PDF's own."""
+def offline_meta(paper_id: str, arxiv_id: str | None, path: Path, pages: list[Page],
+                 info: dict[str, Any] | None = None) -> PaperMeta:
+    """Metadata without the network: the reading list, then the PDF's own (``info`` as
+    :func:`ingest.extract.pdf_metadata` gives it; read from ``path`` when None)."""
     known = reading_list.by_id().get(paper_id)
     if known is not None:
         return known.meta()
-    info = extract.pdf_metadata(path)
+    info = extract.pdf_metadata(path) if info is None else info
     page1 = pages[0].text if pages else ""
     title = str(info.get("title") or "").strip() or extract.first_page_title(page1) or paper_id
     year = (year_from_arxiv_id(arxiv_id) if arxiv_id else None) or info.get("year")
@@ -61,14 +64,15 @@ def with_aliases(paper: Paper, pages: list[Page]) -> Paper:
                                              paper.abstract, paper.authors, paper.year, pages))
 
 
-def make_paper(meta: PaperMeta, source: str, content_hash: str, pages: list[Page]) -> Paper:
+def make_paper(meta: PaperMeta, source: str, content_hash: str, pages: list[Page],
+               flags: tuple[str, ...] = ()) -> Paper:
     title = meta.title or meta.id
     return Paper(
         id=meta.id, title=title, authors=meta.authors, year=meta.year,
         abstract=meta.abstract, categories=meta.categories, version=meta.version,
         arxiv_id=meta.arxiv_id, pdf_url=meta.pdf_url, source=source,
         content_hash=content_hash, pages=len(pages), metadata_from=meta.metadata_from,
-        added_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        added_at=datetime.now(UTC).isoformat(timespec="seconds"), flags=flags,
         aliases=aliases_of(meta.id, meta.arxiv_id, title, meta.abstract, meta.authors,
                            meta.year, pages),
     )

@@ -1,40 +1,48 @@
 """`paperchat ingest`: sources -> fetched PDFs -> pages -> chunks -> vectors -> library.
 
-Downloads run in threads and text extraction in a process pool while the main thread
+Downloads run in threads and text extraction in worker processes while the main thread
 embeds the papers already extracted, so the stages overlap. Each paper is stored in one
 SQLite transaction: a crash loses at most the paper in flight.
+
+Hostile input fails one item, never the run: each PDF is read in its own process with a
+time and memory limit (:mod:`ingest.workers`), local files have the same size cap as
+downloads, and a PDF claiming more than ``ingest.max_pages`` pages is refused. Browser
+uploads (``upload=True``) are not trusted by name: their identity is the arXiv stamp on
+their first page or a name with their content's hash, and they never replace a paper.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import signal
 import time
 from collections import deque
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.errors import DiskFullError, NetworkError, PaperchatError, SourceNotFoundError
+from core.errors import (
+    DiskFullError,
+    IngestError,
+    LibraryBusyError,
+    NetworkError,
+    PaperchatError,
+    PdfError,
+    SourceNotFoundError,
+)
 from core.settings import Settings
 from core.types import Page, PaperMeta
 from index.embedder import load_tokenizer
-from index.library import Library, embed_text
+from index.library import Catalog, Library, embed_text
 from index.sentences import embed_chunks
 from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
 from ingest.chunk import Chunker
-from ingest.fetch import Downloader
+from ingest.fetch import Downloader, url_file_name, url_paper_id
 from ingest.sources import Source, parse_item
+from ingest.workers import ExtractionPool
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +97,7 @@ class Job:
     meta: PaperMeta | None = None
     path: Path | None = None
     content_hash: str = ""
-
-
-def _ignore_sigint() -> None:
-    """Extraction workers leave Ctrl-C to the main process (which stops the run cleanly);
-    otherwise each prints a KeyboardInterrupt traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    flags: tuple[str, ...] = ()  # warnings found at extraction (Paper.flags)
 
 
 def _local_id(source: Source) -> tuple[str, str | None]:
@@ -104,8 +107,9 @@ def _local_id(source: Source) -> tuple[str, str | None]:
     known = reading_list.by_url().get(source.url or "")
     if known is not None:
         return known.id, known.arxiv_id
-    name = source.path.stem if source.path else Path((source.url or "").split("?")[0]).stem
-    return name or "paper", None
+    if source.path:
+        return source.path.stem or "paper", None
+    return url_paper_id(source.url or ""), None
 
 
 def make_chunker(settings: Settings) -> Chunker:
@@ -114,15 +118,36 @@ def make_chunker(settings: Settings) -> Chunker:
                    settings.chunking.overlap_tokens)
 
 
+@contextmanager
+def writer_lock(library: Catalog, wait: bool = True,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """The library's writer lock. When another process holds it: LibraryBusyError unless
+    ``wait``; else ``on_wait`` is told once (the CLI prints it) and the lock is waited for."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(library.writer(wait=False))
+        except LibraryBusyError:
+            if not wait:
+                raise
+            if on_wait is not None:
+                on_wait(f"Another paperchat process is writing to {library.dir}; waiting "
+                        "for it to finish (Ctrl-C stops).")
+            stack.enter_context(library.writer(wait=True))
+        yield
+
+
 def ingest_items(settings: Settings, library: Library, items: list[str],
                  search: str | None = None, max_results: int = 10, *,
-                 reporter: Reporter | None = None, wait: bool = True) -> IngestReport:
-    """The one ingest recipe (CLI, UI, benchmarks): take the writer lock (wait for it, or
-    fail with LibraryBusyError when ``wait`` is False), fetch, extract, chunk, embed and
-    store each item, then bring the search indexes up to date."""
+                 reporter: Reporter | None = None, wait: bool = True, upload: bool = False,
+                 on_wait: Callable[[str], None] | None = None) -> IngestReport:
+    """The one ingest recipe (CLI, UI, benchmarks): take the writer lock (wait for it,
+    telling ``on_wait``, or fail with LibraryBusyError when ``wait`` is False), fetch,
+    extract, chunk, embed and store each item, then bring the search indexes up to date.
+    ``upload``: the items are browser uploads (see the module doc)."""
     reporter = reporter or NullReporter()
-    with library.writer(wait=wait):
-        ingestor = Ingestor(settings, library, make_chunker(settings), reporter=reporter)
+    with writer_lock(library, wait, on_wait):
+        ingestor = Ingestor(settings, library, make_chunker(settings), reporter=reporter,
+                            upload=upload)
         report = ingestor.ingest(items, search, max_results)
         reporter.stage("sentences", len(library.papers()))
         library.complete_sentences(lambda pid: reporter.advance("sentences", pid))
@@ -135,8 +160,9 @@ def ingest_items(settings: Settings, library: Library, items: list[str],
 class Ingestor:
     def __init__(self, settings: Settings, library: Library, chunker: Chunker, *,
                  client: ArxivClient | None = None, downloader: Downloader | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, upload: bool = False) -> None:
         self.settings = settings
+        self.upload = upload
         self.library = library
         self.embedder = library.embedder
         self.chunker = chunker
@@ -151,6 +177,8 @@ class Ingestor:
         for item in items:
             try:
                 for src in parse_item(item):
+                    if self.upload:  # an uploaded file's name says nothing about it
+                        src = replace(src, arxiv_id=None, version=None)
                     pid, _ = _local_id(src)
                     label = src.path.name if src.path and Path(item).is_dir() else item
                     jobs.append(Job(item=label, source=src, paper_id=pid))
@@ -240,6 +268,7 @@ class Ingestor:
         if src.kind == "file":
             assert src.path is not None
             path = src.path
+            self._check_size(path)
         elif src.kind == "arxiv":
             assert src.arxiv_id is not None
             version = src.version or (job.meta.version if job.meta else None)
@@ -248,8 +277,17 @@ class Ingestor:
             path = self.downloader.fetch(url, name)
         else:
             assert src.url is not None
-            path = self.downloader.fetch(src.url, f"{job.paper_id}.pdf")
+            path = self.downloader.fetch(src.url, url_file_name(src.url))
         return replace(job, path=path, content_hash=metadata.sha256_file(path))
+
+    def _check_size(self, path: Path) -> None:
+        """A local PDF gets the cap a download gets (ingest.max_pdf_mb)."""
+        limit = self.settings.ingest.max_pdf_mb
+        size = path.stat().st_size if path.is_file() else 0
+        if size > limit * 1024 * 1024:
+            raise PdfError(f"{path} is {size / 1024 / 1024:.1f} MiB, larger than "
+                           f"ingest.max_pdf_mb ({limit:g} MiB).",
+                           "Raise ingest.max_pdf_mb to accept it.")
 
     # -- the run ---------------------------------------------------------------------
     def ingest(self, items: list[str], search: str | None = None,
@@ -264,24 +302,23 @@ class Ingestor:
                 todo.append(job)
         for name in ("download", "extract", "embed"):
             self.reporter.stage(name, len(todo))
-        workers = max(1, self.settings.ingest.workers)
-        ctx = multiprocessing.get_context("spawn")  # no fork after torch started its threads
-        with ThreadPoolExecutor(2) as dl, ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_ignore_sigint) as ex:
+        ing = self.settings.ingest
+        with ThreadPoolExecutor(2) as dl, ExtractionPool(
+                ing.workers, ing.extract_timeout_s, ing.extract_memory_mb) as ex:
             try:
                 self._run(todo, dl, ex)
             except KeyboardInterrupt:  # Ctrl-C: drop the queued work, keep what is stored
                 dl.shutdown(wait=False, cancel_futures=True)
-                ex.shutdown(wait=False, cancel_futures=True)
+                ex.shutdown(cancel=True)
                 raise
         self.report.arxiv_unreachable = not self.client.reachable
         self.report.seconds = time.perf_counter() - start
         return self.report
 
-    def _run(self, todo: list[Job], dl: Executor, ex: Executor) -> None:
+    def _run(self, todo: list[Job], dl: Executor, ex: ExtractionPool) -> None:
         downloads: deque[tuple[Job, Future[Job]]] = deque((j, dl.submit(self.fetch, j))
                                                           for j in todo)
-        extracts: deque[tuple[Job, Future[list[Page]]]] = deque()
+        extracts: deque[tuple[Job, Future[extract.Extracted]]] = deque()
         while downloads or extracts:
             if extracts and extracts[0][1].done():
                 job, fut = extracts.popleft()
@@ -294,8 +331,8 @@ class Ingestor:
                 pending += [f for _, f in list(extracts)[:1]]
                 wait(pending, return_when=FIRST_COMPLETED)
 
-    def _extract(self, job: Job, dfut: Future[Job], ex: Executor,
-                 extracts: deque[tuple[Job, Future[list[Page]]]]) -> None:
+    def _extract(self, job: Job, dfut: Future[Job], ex: ExtractionPool,
+                 extracts: deque[tuple[Job, Future[extract.Extracted]]]) -> None:
         self.reporter.advance("download", job.paper_id)
         try:
             job = dfut.result()
@@ -306,21 +343,25 @@ class Ingestor:
             return
         have = self.library.paper_by_hash(job.content_hash)
         if have is not None:
+            assert job.path is not None
+            self.library.pdfs.add(job.path, job.content_hash)  # stored before copies were kept
             self._done_unchanged(job, have.id)
             self.reporter.advance("extract")
             self.reporter.advance("embed")
             return
         assert job.path is not None
-        fut = ex.submit(extract.extract_pages, job.path, job.paper_id,
-                        self.settings.ingest.extractor)
+        ing = self.settings.ingest
+        fut = ex.submit(job.item, extract.extract_document, job.path, job.paper_id,
+                        ing.extractor, ing.max_pages)
         extracts.append((job, fut))
 
-    def _finish(self, job: Job, fut: Future[list[Page]]) -> None:
+    def _finish(self, job: Job, fut: Future[extract.Extracted]) -> None:
         self.reporter.advance("extract", job.paper_id)
         try:
-            pages = fut.result()
-            job = self._identify(job, pages)
-            pages = [Page(job.paper_id, p.number, p.text) for p in pages]
+            extracted = fut.result()
+            job = self._identify(job, extracted)
+            pages = [Page(job.paper_id, p.number, p.text) for p in extracted.pages]
+            self._refuse_replacing_by_upload(job)
             self._store(job, pages)
         except DiskFullError:
             raise
@@ -329,15 +370,15 @@ class Ingestor:
         finally:
             self.reporter.advance("embed", job.paper_id)
 
-    def _identify(self, job: Job, pages: list[Page]) -> Job:
+    def _identify(self, job: Job, extracted: extract.Extracted) -> Job:
         """Give a local PDF its arXiv id (from the page-1 stamp) and metadata."""
+        job = replace(job, flags=extracted.flags)
         assert job.path is not None
         if job.meta is not None:
             return job
         arxiv_id = job.source.arxiv_id
         if arxiv_id is None:
-            stamp = extract.arxiv_stamp_of_pdf(job.path)
-            arxiv_id = stamp[0] if stamp else None
+            arxiv_id = extracted.stamp[0] if extracted.stamp else None
         paper_id = arxiv_id or job.paper_id
         meta = None
         if arxiv_id and self.client.reachable:
@@ -346,8 +387,18 @@ class Ingestor:
             except NetworkError as err:
                 log.info("arXiv unreachable: %s", err)
         if meta is None:
-            meta = metadata.offline_meta(paper_id, arxiv_id, job.path, pages)
+            meta = metadata.offline_meta(paper_id, arxiv_id, job.path, extracted.pages,
+                                         extracted.info)
         return replace(job, paper_id=paper_id, meta=meta)
+
+    def _refuse_replacing_by_upload(self, job: Job) -> None:
+        """An upload never replaces a paper: one whose page stamp names a paper the library
+        holds (same content was found unchanged before extraction) fails instead."""
+        if self.upload and self.library.paper(job.paper_id) is not None:
+            raise IngestError(
+                f"{job.item} is {job.paper_id}, which the library already holds (another "
+                "version or copy of it); the upload was not added.",
+                f"Remove {job.paper_id} first to replace it.")
 
     def _store(self, job: Job, pages: list[Page]) -> None:
         assert job.meta is not None and job.path is not None
@@ -358,11 +409,15 @@ class Ingestor:
         title = meta.title or job.paper_id
         vectors, sentences = embed_chunks(self.embedder, pages, chunks,
                                           [embed_text(title, c.section, c.text) for c in chunks])
-        paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
-                                    pages)
-        existed = self.library.paper(job.paper_id) is not None
+        paper = replace(metadata.make_paper(meta, str(job.source.url or job.path),
+                                            job.content_hash, pages, job.flags),
+                        pdf_file=self.library.pdfs.add(job.path, job.content_hash))
+        old = self.library.paper(job.paper_id)
+        existed = old is not None
         self.library.add_paper(paper, pages, chunks, vectors)
         self.library.put_sentences(paper.id, chunks, sentences)
+        if old is not None and old.content_hash != paper.content_hash:
+            self.library.pdfs.remove(old)  # the replaced version's copy
         self.report.results.append(ItemResult(
             item=job.item, status="replaced" if existed else "ingested", paper_id=paper.id,
             title=paper.title, pages=len(pages), chunks=len(chunks)))

@@ -40,7 +40,8 @@ class Answerer:
         """The prompt this answerer sends for ``question`` over ``hits``, and the request's
         max_tokens (lowered when the model's context cannot hold both); one token count."""
         return fit_prompt(self.llm, question, hits, max_tokens or self.settings.llm.max_tokens,
-                          self.settings.llm.min_source_tokens)
+                          self.settings.llm.min_source_tokens,
+                          mask=self.settings.llm.mask_injections)
 
     def stream(self, question: str, history: list[tuple[str, str]] | None = None,
                k: int | None = None, paper_ids: list[str] | None = None,

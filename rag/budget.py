@@ -71,23 +71,25 @@ class Prompt:
     sources: list[Hit] = field(default_factory=list)
 
 
-def build_prompt(question: str, hits: list[Hit], budget_tokens: int) -> Prompt:
+def build_prompt(question: str, hits: list[Hit], budget_tokens: int, *,
+                 mask: bool = True) -> Prompt:
     """Numbered, fenced sources in rank order until the (estimated) token budget is spent;
-    the last one is trimmed to fit. Returns the messages and the hits actually shown."""
+    the last one is trimmed to fit. Returns the messages and the hits actually shown.
+    ``mask``: mask instruction-like sentences (:func:`rag.prompts.sanitize_source`)."""
     blocks: list[str] = []
     shown: list[Hit] = []
     left = budget_tokens
     for hit in hits:
         c = hit.chunk
         block = prompts.source_block(len(shown) + 1, hit.paper_title, hit.paper_year,
-                                     c.page_start, c.text)
+                                     c.page_start, c.text, mask)
         cost = estimate_tokens(block) + 2  # the blank line joining blocks
         if cost > left:
             if left < 80:
                 break
             keep = int(len(c.text) * (left - 40) / cost)
             block = prompts.source_block(len(shown) + 1, hit.paper_title, hit.paper_year,
-                                         c.page_start, c.text[:keep] + " …")
+                                         c.page_start, c.text[:keep] + " …", mask)
             cost = left
         blocks.append(block)
         shown.append(hit)
@@ -140,7 +142,7 @@ def too_long(prompt_tokens: int, context: int) -> PromptTooLongError:
 
 
 def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int,
-               min_sources: int) -> Fitted:
+               min_sources: int, *, mask: bool = True) -> Fitted:
     """Sources and max_tokens that fit the served model's context, counted exactly once."""
     context = llm.max_model_len()
     bare = prompts.answer_messages(question, [])
@@ -151,7 +153,7 @@ def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int
         if completion < min(requested, MIN_COMPLETION) or sources < 80:
             raise too_long(exact, context)
     for _ in range(MAX_COUNTS):
-        prompt = build_prompt(question, hits, sources)
+        prompt = build_prompt(question, hits, sources, mask=mask)
         exact = count_chat(llm, prompt.messages)
         room = context - MARGIN - exact
         if room >= floor_for(completion):

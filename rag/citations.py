@@ -11,11 +11,14 @@ from dataclasses import dataclass, replace
 from core.links import ARXIV_PDF, arxiv_abs_url, pdf_page_url
 from core.text import split_sentences, tokenize
 from core.types import Citation, Hit
+from rag.prompts import REFUSALS
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[-–,]\s*\d+)*)\s*\]")
 REFUSAL_PATTERNS = (
     re.compile(r"cannot answer from the library", re.IGNORECASE),
     re.compile(r"ライブラリ.{0,12}(答え|回答)(られ|でき)ません"),
+    # the refusal of every language the prompt may ask for (rag.prompts.REFUSALS)
+    *(re.compile(re.escape(r.rstrip(".。")), re.IGNORECASE) for r in REFUSALS.values()),
 )
 
 

@@ -14,6 +14,7 @@ from core.settings import Settings
 from core.text import reflow
 from core.types import Answer
 from index.open import open_library, require_library
+from rag import export
 from rag.engine import build_engine
 from rag.retrieve import Retriever
 
@@ -68,7 +69,10 @@ def print_sources(answer: Answer, console: Console) -> None:
 
 
 def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] | None,
-            as_json: bool, years: tuple[int, int] | None = None) -> int:
+            as_json: bool, years: tuple[int, int] | None = None, fmt: str = "text") -> int:
+    """`paperchat ask`: stream the answer, then its sources (``fmt`` "text"), or print it
+    once done as Markdown, BibTeX or JSON (:mod:`rag.export`; ``as_json`` means "json")."""
+    fmt = "json" if as_json else fmt
     require_library(settings)
     engine = build_engine(settings)
     if engine.library.chunk_count() == 0:  # before the server: ingesting comes first
@@ -76,14 +80,14 @@ def run_ask(settings: Settings, question: str, k: int | None, papers: list[str] 
     engine.llm.served_model()  # fail early, with the one-line message, if the server is down
     answer: Answer | None = None
     for event in engine.answerer.stream(question, k=k, paper_ids=papers, years=years):
-        if event.kind == "token" and not as_json:
+        if event.kind == "token" and fmt == "text":
             sys.stdout.write(event.text)
             sys.stdout.flush()
         elif event.kind == "done":
             answer = event.answer
     assert answer is not None
-    if as_json:
-        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    if fmt != "text":
+        sys.stdout.write(export.render(answer, fmt, {p.id: p for p in engine.library.papers()}))
         return 0
     console = Console()
     console.print()

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import bench_answer, bench_ingest, bench_query, bench_rewrite, synthetic
+from benchmarks import (
+    bench_answer,
+    bench_ingest,
+    bench_pages,
+    bench_query,
+    bench_rewrite,
+    synthetic,
+)
 from benchmarks.common import NO_GPU, REPO, markdown_table, percentiles
 from tests.helpers import SHARED
 
@@ -57,6 +64,10 @@ def test_ingest_benchmark_writes_every_stage(ingest_run: tuple[dict, Path]) -> N
                                              abs=1e-3)
     expected = f["whole_ingest"]["seconds"] / floor["seconds"]
     assert f["ratio_whole_to_embed"] == pytest.approx(expected, rel=1e-2)
+    each = f["ratio_whole_to_each_embed_run"]  # against each embedding run, not the mean only
+    for run in ("before", "after"):
+        assert each[run] == pytest.approx(f["whole_ingest"]["seconds"]
+                                          / floor[f"seconds_{run}"], rel=1e-2)
     before = f["whole_ingest_before"]  # the starting configuration: pypdf, 1 process
     assert before["workers"] == 1 and before["chunks"] > 0
     per_chunk = (before["seconds"] / before["chunks"]) / (floor["seconds"] / floor["chunks"])
@@ -88,6 +99,28 @@ def test_query_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
         assert size["hnsw"]["sweep"][-1]["recall_at_10"] >= 0.95
         assert set(size["best"]) == {"hnsw", "ivf"}
     assert "build_s_1t" in fitted["hnsw"] and "build_s_1t" not in random["hnsw"]
+    [scaled] = doc["figures"]["end_to_end"]  # a real library of 1,000 chunks, end to end
+    assert scaled["chunks"] == scaled["n"] == 1_000 and scaled["index_kind"] == "flat"
+    for stage in bench_query.STAGES:
+        assert scaled[stage]["n"] == 5
+    assert scaled["total"]["p50"] >= scaled["dense"]["p50"]
+
+
+@pytest.mark.slow
+def test_pages_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
+                                             tmp_path: Path) -> None:
+    doc_ingest, library = ingest_run
+    bench_pages.run("tiny", tmp_path, SHARED, library=library)
+    doc = read_results(tmp_path / "pages.json", "pages")
+    latency, accuracy = doc["figures"]["latency"], doc["figures"]["accuracy"]
+    assert latency["chunks"] == bench_pages.SAMPLES["tiny"]
+    for case in ("cold_ms", "cached_ms", "cold_cpu_ms", "cached_cpu_ms"):
+        assert latency[case]["n"] == latency["chunks"] and latency[case]["p50"] > 0
+    assert accuracy["chunks"] == doc_ingest["figures"]["whole_ingest"]["chunks"]
+    assert 0 < accuracy["fully_matched"] <= accuracy["chunks"]
+    assert accuracy["share_fully_matched"] == round(
+        accuracy["fully_matched"] / accuracy["chunks"], 4)
+    assert "no copy of the PDF" not in accuracy["missed_runs_by_cause"]
 
 
 def test_fitted_vectors_keep_the_shape_of_the_real_ones() -> None:
@@ -136,7 +169,11 @@ def test_rewrite_benchmark_against_the_server(ingest_run: tuple[dict, Path], llm
     queries = {m: {q["id"]: q["query"] for q in f[m]["queries"]} for m in bench_rewrite.MODES}
     assert queries["none"]["ja08"].startswith("BARTは")  # as typed
     assert "BART" in queries["terms"]["ja08"] and "は" not in queries["terms"]["ja08"]
-    assert queries["terms"]["fu10"].startswith("What is BART?")  # joined to the conversation
+    # joined to the previous question, which does not name the paper
+    assert queries["terms"]["fu10"].startswith("How is it pre-trained?")
+    assert "BART" not in queries["terms"]["fu10"]
+    for mode in bench_rewrite.MODES:
+        assert f[mode]["rewrite_and_retrieval_ms"]["p50"] >= f[mode]["rewrite_ms"]["p50"]
     assert f["model_name"]
 
 

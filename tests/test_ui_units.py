@@ -20,7 +20,7 @@ from ui import render
 from ui.app import is_loopback, parse_auth
 from ui.chat import Turn, history, stop_streaming, to_messages
 from ui.library import arxiv_items
-from ui.uploads import safe_name, save_upload
+from ui.uploads import content_digest, safe_name, save_upload
 
 PASSAGE = ("The Transformer follows this overall architecture. The encoder is composed of a "
            "stack of N = 6 identical layers. Each layer has two sub-layers.")
@@ -152,7 +152,8 @@ def test_safe_name(name: str, expected: str) -> None:
 def test_upload_is_stored_inside_the_data_dir(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data")
     dest = save_upload(CORPUS_PDFS / "gpt1.pdf", "../../evil.pdf", settings)
-    assert dest == (tmp_path / "data" / "uploads" / "evil.pdf").resolve()
+    digest = content_digest(CORPUS_PDFS / "gpt1.pdf")
+    assert dest == (tmp_path / "data" / "uploads" / f"evil-{digest}.pdf").resolve()
     assert dest.read_bytes() == (CORPUS_PDFS / "gpt1.pdf").read_bytes()
     assert not (tmp_path / "evil.pdf").exists() and not (tmp_path.parent / "evil.pdf").exists()
 
@@ -209,6 +210,23 @@ def test_cli_refuses_an_open_bind_without_password(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         "error: The chat would listen on 0.0.0.0 without a password. Set ui.auth "
         "(PAPERCHAT_UI_AUTH='user:password') or bind ui.host to 127.0.0.1.")
+
+
+def test_a_share_link_needs_a_password(tmp_path: Path) -> None:
+    """ui.share publishes upload and remove on a public URL: refused without ui.auth, from
+    the settings check and from `paperchat chat` (before any model is loaded)."""
+    with pytest.raises(ConfigError, match="public link without a password"):
+        parse_auth(UISettings(share=True))
+    assert parse_auth(UISettings(share=True, auth="ann:pw")) == ("ann", "pw")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PAPERCHAT_", "GRADIO_"))}
+    env["PAPERCHAT_UI_SHARE"] = "true"
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "paperchat"), "--data-dir",
+                           str(tmp_path / "data"), "chat"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ui.share" in lines[0] and "ui.auth" in lines[0]
 
 
 def test_the_app_switches_gradio_analytics_off_itself() -> None:

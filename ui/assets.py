@@ -26,6 +26,8 @@ a.pc-cite { font-weight: 600; text-decoration: none; padding: 0 1px; border-radi
 mark.pc-support { background: #fde047; color: inherit; }
 .pc-links { font-size: 0.85em; }
 #sources { max-height: 640px; overflow-y: auto; }
+.pc-flag { font-size: 0.8em; font-weight: 600; color: #9a3412; background: #ffedd5;
+  border: 1px solid #fdba74; border-radius: 4px; padding: 0 4px; white-space: nowrap; }
 .pc-up { color: #15803d; }
 .pc-down { color: #b91c1c; font-weight: 600; }
 """

@@ -20,6 +20,7 @@ from core.types import Answer
 from rag.answer import Event
 from rag.engine import Engine
 from ui import render
+from ui.labels import badge_cards, labels_for
 
 STREAM_INTERVAL_S = 0.08  # coalesce tokens: at most ~12 redraws a second per chat
 EMPTY_SOURCES = ("<p class='pc-none'>Ask a question: the passages each answer cites "
@@ -148,11 +149,12 @@ class ChatHandler:
         copy = next((t.answer for t in reversed(turns) if t.complete), "")
         return KEEP(), to_messages(turns), sources_panel(turns), turns, copy
 
-    @staticmethod
-    def finished(answer: Answer, turn: int) -> Turn:
+    def finished(self, answer: Answer, turn: int) -> Turn:
         html = render.answer_html(answer, turn) + render.timings_html(answer)
-        return Turn(answer.question, render.plain_text(answer), html,
-                    render.sources_html(answer, turn))
+        flagged = {p.id: p.flags for p in self.engine.library.papers() if p.flags}
+        sources = badge_cards(render.sources_html(answer, turn), flagged,
+                              labels_for(answer.question))
+        return Turn(answer.question, render.plain_text(answer), html, sources)
 
 
 def stop_streaming(turns: list[Turn]) -> list[Turn]:

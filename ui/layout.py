@@ -9,16 +9,25 @@ from typing import Any
 import gradio as gr
 
 from core.settings import Settings
+from ui import persist
 from ui.assets import COPY_JS
 from ui.chat import EMPTY_SOURCES, ChatHandler
 from ui.errors import reports_errors
 from ui.library import COLUMNS, LibraryActions
+from ui.viewer import (
+    COPY_MARKDOWN_JS,
+    DOWNLOAD_BIBTEX_JS,
+    DOWNLOAD_MARKDOWN_JS,
+    VIEWER_HTML,
+)
 
 
 @dataclass
 class ChatTab:
     papers: gr.Dropdown
     ask_events: list[gr.events.Dependency] = field(default_factory=list)
+    restore_outputs: list[Any] = field(default_factory=list)  # chatbot, sources, turns, copy
+    saved: gr.BrowserState | None = None
 
 
 @dataclass
@@ -31,7 +40,7 @@ class LibraryTab:
 
 def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
     with gr.Row():
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, elem_id="chat-column"):
             chatbot = gr.Chatbot(elem_id="chatbot", height=540, buttons=[], show_label=False,
                                  placeholder="Ask about the papers in the library. Answers "
                                  "cite passages as [n]; click a number to see its source.")
@@ -41,8 +50,12 @@ def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
                 ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=70)
                 stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1, min_width=70)
             with gr.Row():
-                new = gr.Button("New conversation", elem_id="new-chat", size="sm")
-                copy = gr.Button("Copy answer", elem_id="copy-answer", size="sm")
+                small: dict[str, Any] = {"size": "sm", "min_width": 60}
+                new = gr.Button("New conversation", elem_id="new-chat", **small)
+                copy = gr.Button("Copy answer", elem_id="copy-answer", **small)
+                copy_md = gr.Button("Copy as Markdown", elem_id="copy-md", **small)
+                download_md = gr.Button("Download .md", elem_id="download-md", **small)
+                bibtex = gr.Button("BibTeX", elem_id="bibtex", **small)
             with gr.Accordion("Settings", open=False, elem_id="chat-settings"):
                 k = gr.Slider(1, 12, value=settings.retrieval.k, step=1, elem_id="k",
                               label="Passages given to the model")
@@ -55,10 +68,12 @@ def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
                 max_tokens = gr.Slider(16, max(2048, settings.llm.max_tokens),
                                        value=settings.llm.max_tokens, step=16,
                                        label="Maximum tokens of an answer", elem_id="max-tokens")
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, elem_id="side-column"):
+            gr.HTML(VIEWER_HTML, elem_id="viewer", padding=False)
             gr.Markdown("### Sources")
             sources = gr.HTML(EMPTY_SOURCES, elem_id="sources")
     turns = gr.State([])
+    saved = gr.BrowserState([], storage_key=persist.STORAGE_KEY)
     copy_text = gr.Textbox(visible=False, elem_id="copy-text")
     ask_kwargs: dict[str, Any] = {
         "fn": reports_errors(chat.respond, on_error=chat.failed),
@@ -68,19 +83,24 @@ def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
         "trigger_mode": "always_last",  # a question asked meanwhile runs next, never dropped
     }
     events: list[Any] = [question.submit(**ask_kwargs), ask.click(**ask_kwargs)]
+    for event in events:  # kept in the browser: a reload brings the conversation back
+        event.then(persist.save, inputs=turns, outputs=saved, queue=False)
     stop.click(chat.stop, queue=False)
     reset: dict[str, Any] = {"fn": chat.reset, "queue": False,
                              "outputs": [chatbot, sources, turns, copy_text, question]}
-    new.click(**reset)
-    chatbot.clear(**reset)  # the chatbot's own trash button starts over too
+    new.click(**reset).then(persist.cleared, outputs=saved, queue=False)
+    chatbot.clear(**reset).then(persist.cleared, outputs=saved, queue=False)
     copy.click(None, inputs=copy_text, js=COPY_JS)
-    return ChatTab(papers, events)
+    copy_md.click(None, js=COPY_MARKDOWN_JS)
+    download_md.click(None, js=DOWNLOAD_MARKDOWN_JS)
+    bibtex.click(None, js=DOWNLOAD_BIBTEX_JS)
+    return ChatTab(papers, events, [chatbot, sources, turns, copy_text], saved)
 
 
 def library_tab(settings: Settings, actions: LibraryActions) -> LibraryTab:
     summary = gr.Markdown(elem_id="library-summary")
     table = gr.Dataframe(headers=COLUMNS, elem_id="library-table", interactive=False,
-                         datatype=["str", "str", "number", "number", "number", "markdown"],
+                         datatype=["str", "markdown", "number", "number", "number", "markdown"],
                          wrap=True)
     with gr.Row():
         ids = gr.Textbox(label="Add by arXiv id or URL", elem_id="add-ids", scale=4,

@@ -19,6 +19,7 @@ from index.library import Library
 from ingest.pipeline import IngestReport, ingest_items
 from ingest.sources import parse_arxiv_id
 from ui.errors import warn
+from ui.labels import flag_badge_html
 from ui.uploads import save_upload
 
 COLUMNS = ["id", "title", "year", "pages", "chunks", "link"]
@@ -59,9 +60,16 @@ def paper_link(paper: Paper, arxiv_pdf_url: str) -> str:
 
 
 def table_rows(library: Library) -> list[list[object]]:
+    """One row a paper; a flagged paper's title carries its badge ("⚠ hidden text")."""
     base = library.settings.ingest.arxiv_pdf_url
-    return [[p.id, p.title, p.year or "", p.pages, p.chunks, paper_link(p, base)]
+    return [[p.id, _title_with_flags(p), p.year or "", p.pages, p.chunks, paper_link(p, base)]
             for p in sorted(library.papers(), key=lambda p: p.title.lower())]
+
+
+def _title_with_flags(paper: Paper) -> str:
+    """Markdown: the title (HTML-escaped: it comes from the PDF), then a badge per flag."""
+    title = escape(paper.title).replace("|", "/")
+    return title + flag_badge_html(paper.flags) if paper.flags else title
 
 
 def report_markdown(report: IngestReport) -> str:
@@ -95,10 +103,10 @@ class LibraryActions:
         self.library = library
 
     def ingest(self, items: list[str], search: str | None, max_results: int,
-               progress: ProgressFn) -> Views:
+               progress: ProgressFn, upload: bool = False) -> Views:
         """Run the real ingest pipeline; failures and an offline arXiv become warnings."""
         report = ingest_items(self.settings, self.library, items, search, max_results,
-                              reporter=ProgressReporter(progress), wait=False)
+                              reporter=ProgressReporter(progress), wait=False, upload=upload)
         if report.arxiv_unreachable:
             warn("arXiv could not be reached: metadata came from the PDFs "
                  "(and the built-in reading list).")
@@ -119,7 +127,7 @@ class LibraryActions:
         if not path:
             raise SourceNotFoundError("No file uploaded.", "Choose a PDF file first.")
         saved = save_upload(Path(path), Path(path).name, self.settings)
-        return self.ingest([str(saved)], None, 10, progress)
+        return self.ingest([str(saved)], None, 10, progress, upload=True)
 
     def remove(self, ids: list[str] | None) -> Views:
         ids = list(ids or [])

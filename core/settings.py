@@ -73,6 +73,10 @@ class IngestSettings(Section):
         "pypdfium2", description="PDF text extractor (pypdfium2 measured faster; see README)."
     )
     workers: int = Field(2, description="Processes used to extract PDF text in parallel.")
+    runner: Literal["local", "ray"] = Field(
+        "local", description="'local': threads and processes on this machine; 'ray': a Ray "
+        "Data pipeline (pip install 'paperchat[ray]'; see the ray section)."
+    )
     batch_ids: int = Field(20, description="arXiv ids asked for in one API request.")
 
 
@@ -102,6 +106,43 @@ class EmbeddingSettings(Section):
         1, description="torch threads for embedding one query: 1 measured 14 ms against 513 ms "
         "with 2 beside a vLLM server on 2 cores (benchmarks/results/query.json); 0 leaves "
         "torch's default.")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="What runs the model: 'torch' (sentence-transformers), 'onnx' "
+        "(onnxruntime, fp32: the same vectors as torch), 'onnx-int8' (int8 weights: other "
+        "vectors, a library built with them must be reindexed to change back). 'auto': the "
+        "library's kind of vectors, else torch on CUDA and the fastest measured on CPU "
+        "without quality loss (see README, 'Faster CPU embedding')."
+    )
+    onnx_dir: Path | None = Field(
+        None, description="Folder for the ONNX exports of the model (made once, locally, from "
+        "the installed weights); None: <data_dir>/models/onnx."
+    )
+
+
+class RaySettings(Section):
+    address: str = Field(
+        "", description="Ray cluster for `ingest --runner ray` (host:port or 'auto'); empty "
+        "starts a local Ray instance for the run and stops it after."
+    )
+    embed_actors: int = Field(
+        1, description="Embedding actors (each holds one model; one GPU each where the "
+        "cluster has GPUs)."
+    )
+    embed_threads: int = Field(
+        0, description="Threads per CPU embedding actor; 0: the CPUs of its node (Ray would "
+        "give it one)."
+    )
+    commit_batch: int = Field(
+        4, description="Finished papers the driver takes from the pipeline at a time; each "
+        "is still stored in its own transaction."
+    )
+    local_cpus: int = Field(
+        0, description="CPUs of the local Ray instance (no ray.address); 0: all."
+    )
+    object_store_mb: int = Field(
+        256, description="Object store of the local Ray instance, in MiB (the pipeline holds "
+        "a few papers' text and vectors at a time)."
+    )
 
 
 class IndexSettings(Section):
@@ -168,10 +209,25 @@ class RetrievalSettings(Section):
         "neighbouring chunks when a chunk boundary cuts them."
     )
     min_dense_score: float = Field(
-        0.33,
+        0.27,
         description="Abstain without calling the model when the best dense cosine score is "
-        "below this: off-topic questions scored 0.14-0.30, answerable ones 0.39 and up with "
-        "all-MiniLM-L6-v2 (see README); recalibrate after changing the embedding model.",
+        "below this (all-MiniLM-L6-v2; with min_evidence_score and min_name_coverage, "
+        "calibrated by benchmarks/calibrate_refusal.py); recalibrate after changing the "
+        "embedding model.",
+    )
+    min_evidence_score: float = Field(
+        0.27,
+        description="Abstain without calling the model when the best sentence of the "
+        "retrieved passages scores below this (rag.evidence.score_sentences: half embedding "
+        "cosine, half coverage of the question's terms); calibrated by "
+        "benchmarks/calibrate_refusal.py.",
+    )
+    min_name_coverage: float = Field(
+        0.55,
+        description="Abstain without calling the model when the retrieved passages (with "
+        "their titles and authors) hold less than this share of the names the question uses "
+        "(GPT-4, H100, MMLU): near-topic questions ask about what the library never "
+        "mentions; calibrated by benchmarks/calibrate_refusal.py.",
     )
     include_references: bool = Field(
         False, description="Let reference-list chunks be retrieved."
@@ -213,11 +269,37 @@ class LLMSettings(Section):
     temperature: float = Field(0.1, description="Sampling temperature.")
     frequency_penalty: float = Field(
         0.4, description="OpenAI frequency penalty: stops small models from repeating lines.")
+    repetition_penalty: float = Field(
+        1.0, description="vLLM's repetition_penalty (1.0 sends nothing: servers that do not "
+        "know the field may refuse it).")
+    answer_mode: Literal["auto", "generate", "extract"] = Field(
+        "auto",
+        description="'generate': the model's answer, checked sentence by sentence; 'extract': "
+        "the best sentences of the passages, quoted, without calling the model; 'auto': the "
+        "model's answer, replaced by the quoted sentences when it degenerates (loops, echoes "
+        "the prompt, or no sentence is supported by its citations).",
+    )
+    evidence_quotes: int = Field(
+        3, description="Sentences quoted as evidence with each answer (1-3 is readable).")
+    prompt_passages: Literal["auto", "chunks", "sentences"] = Field(
+        "auto",
+        description="What the prompt shows of each passage: 'chunks' (whole passages), "
+        "'sentences' (the best sentences of the best passages), 'auto' (sentences when the "
+        "served context is at most llm.small_context tokens).",
+    )
+    small_context: int = Field(
+        2048, description="A served context of at most this many tokens gets the tight "
+        "prompt of prompt_passages='auto'.")
+    tight_passages: int = Field(
+        3, description="Passages in the tight prompt (the best by their best sentence).")
+    tight_sentences: int = Field(
+        3, description="Sentences of each passage in the tight prompt.")
     attribute_min_overlap: float = Field(
         0.6,
         description="A sentence the model left uncited gets [n] of the shown passage that "
-        "contains at least this share of its content words and all of its numbers; "
-        "1.1 turns this off. Such citations are marked by='overlap'.")
+        "contains at least this share of its content words and all of its numbers, or whose "
+        "matching sentence holds all of its numbers and names (rag.support); 1.1 turns this "
+        "off. Such citations are marked by='overlap'.")
     max_tokens: int = Field(384, description="Most tokens generated per answer.")
     mask_injections: bool = Field(
         True, description="Mask sentences of papers that tell the model to drop its "
@@ -319,6 +401,7 @@ class Settings(Section):
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)  # type: ignore[arg-type]
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
     index: IndexSettings = Field(default_factory=IndexSettings)  # type: ignore[arg-type]
+    ray: RaySettings = Field(default_factory=RaySettings)  # type: ignore[arg-type]
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
@@ -327,6 +410,11 @@ class Settings(Section):
     @property
     def data_dir(self) -> Path:
         return self.paths.data_dir
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Where ONNX exports of the embedding model live (embedding.onnx_dir)."""
+        return (self.embedding.onnx_dir or self.data_dir / "models" / "onnx").expanduser()
 
     def to_toml_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

@@ -112,14 +112,15 @@ def aggregate(records: Sequence[dict[str, Any]], *, seed: int, retrieval_only: b
         f"evidence@{k}" for k in EVIDENCE_KS]
     retrieval = section(scored, "retrieval", retrieval_names, rng)
     retrieval["curve"] = recall_curve(scored)
-    answers = section(answered, "answers", ["contains", "token_f1"], rng)
+    answers = section(answered, "answers", ["contains", "token_f1", "unsupported_numbers"],
+                      rng)
     answers = {"contains_rate" if key == "contains" else key: value
                for key, value in answers.items()}
     for sub in ("ci95", "n"):
         answers[sub] = {"contains_rate" if key == "contains" else key: value
                         for key, value in answers[sub].items()}
-    citations = section(answered, "citations",
-                        ["validity", "precision", "recall", "uncited_share"], rng)
+    citations = section(answered, "citations", ["validity", "precision", "recall",
+                                                "uncited_share", "supported_share"], rng)
     shown = [r for r in answered if r["shown"] is not None and not r["abstained"]]
     invented = sum(len(r["removed_citations"]) for r in shown)
     markers = sum(len(m.marker_numbers(r["answer"] or "")) for r in shown) + invented

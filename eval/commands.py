@@ -65,7 +65,8 @@ def build_context(settings: Settings, mode: str, k: int, retrieval_only: bool,
     from rag.llm import LLMClient
 
     ctx.llm = LLMClient(settings.llm)
-    ctx.llm.served_model()
+    if settings.llm.answer_mode != "extract" or mode == "no-retrieval":  # extract: no model
+        ctx.llm.served_model()
     if ctx.retriever is not None:
         ctx.answerer = Answerer(settings, ctx.retriever, ctx.llm)
     return ctx
@@ -140,6 +141,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     run = {"questions": str(args.questions.resolve()),
            "questions_sha256": file_sha256(args.questions), "mode": mode, "k": args.k,
            "retrieval_only": retrieval_only, "seed": getattr(args, "seed", 0),
+           "answer_mode": None if retrieval_only else settings.llm.answer_mode,
            "settings_sha256": settings_fingerprint(settings)}
     library = open_library(settings)
     papers = {p.id for p in library.papers()}
@@ -158,7 +160,8 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
                      "seconds_this_session": round(time.time() - started, 1)}
     report["model"] = None
     if ctx.llm is not None:
-        report["model"] = ctx.llm.served_model()  # cached: asked once at the start
+        if settings.llm.answer_mode != "extract" or mode == "no-retrieval":
+            report["model"] = ctx.llm.served_model()  # cached: asked once at the start
         ctx.llm.close()
     report["settings"] = redacted(settings)
     report["library"] = {**library.manifest(), "papers": sorted(papers)}

@@ -20,9 +20,10 @@ LATENCY_PNG = "latency.png"
 TABLES = {  # section -> figures shown in report.md (report.json holds more)
     "retrieval": ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence@5",
                   "evidence@10"),
-    "answers": ("contains_rate", "token_f1"),
+    "answers": ("contains_rate", "token_f1", "unsupported_numbers"),
     "abstention": ("precision", "recall", "f1", "false_abstention_rate"),
-    "citations": ("validity", "precision", "recall", "uncited_share", "nli_support"),
+    "citations": ("validity", "precision", "recall", "uncited_share", "supported_share",
+                  "nli_support"),
 }
 
 
@@ -73,7 +74,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     run, counts = report["run"], report["counts"]
     lines = [f"# Evaluation: {Path(run['questions']).name}", "",
              f"- mode: **{run['mode']}**, k = {run['k']}"
-             f"{', retrieval only' if run['retrieval_only'] else ''}",
+             f"{', retrieval only' if run['retrieval_only'] else ''}"
+             f"{', answer mode ' + run['answer_mode'] if run.get('answer_mode') else ''}",
              f"- model: {report.get('model') or '–'}; commit: {report.get('git_commit') or '–'}",
              f"- questions: {counts['questions']} (scored {counts['scored']}, skipped "
              f"{counts['skipped']}, failed {counts['errors']}; answerable "
@@ -89,7 +91,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     ab = report["abstention"]
     lines.append(f"Abstention basis: {ab['basis']}; {ab['n']['unanswerable']} unanswerable and "
                  f"{ab['n']['answerable']} answerable questions.")
-    lines += ["", nli_line(report["citations"]), ""]
+    lines += ["", nli_line(report["citations"]), "",
+              "supported_share: the share of cited answer sentences whose every number and "
+              "name is in the matching sentence of a cited passage (rag.support); "
+              "unsupported_numbers: the share of answers stating a number their citations "
+              "do not hold.", ""]
     lines += latency_rows(report)
     bd = report["best_dense"]
     lines += ["### Best dense score (abstention signal)", "",

@@ -51,7 +51,9 @@ def new_record(q: Question, ctx: EvalContext) -> dict[str, Any]:
             "answer": None, "abstained": None, "abstain_reason": "", "citations": [],
             "shown": None, "removed_citations": [], "uncited_sentences": [],
             "timings": {"retrieval_ms": None, "ttft_ms": None, "total_ms": None},
-            "tokens": None, "model": None, "metrics": {}}
+            "tokens": None, "model": None, "answer_mode": None, "sentences": [],
+            "support": None, "evidence": [], "model_answer": "", "degenerate": [],
+            "metrics": {}}
 
 
 def skipped_record(q: Question, ctx: EvalContext, missing: list[str]) -> dict[str, Any]:
@@ -96,7 +98,12 @@ def fill_answer(rec: dict[str, Any], answer: Answer) -> None:
                shown=[] if answer.abstain_reason == "retrieval"  # the model was not asked
                else [hit_record(h) for h in answer.hits],
                removed_citations=answer.removed_citations,
-               uncited_sentences=answer.uncited_sentences, tokens=answer.tokens)
+               uncited_sentences=answer.uncited_sentences, tokens=answer.tokens,
+               answer_mode=answer.mode, support=answer.support_totals(),
+               sentences=[{"text": x.text, "citations": x.citations, "support": x.support,
+                           "missing": x.missing} for x in answer.sentences],
+               evidence=[q.to_dict() for q in answer.evidence],
+               model_answer=answer.model_answer, degenerate=answer.degenerate)
     t = answer.timings
     rec["timings"].update(retrieval_ms=t.retrieval_ms, ttft_ms=t.ttft_ms, total_ms=t.total_ms)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from eval import metrics as m
+from rag.claims import number_values, numbers
 
 RECALL_KS = (1, 5, 10)
 EVIDENCE_KS = (5, 10)
@@ -60,7 +61,33 @@ def citation_metrics(rec: dict[str, Any]) -> dict[str, float | None]:
             "uncited_share": m.uncited_share(rec["answer"], rec["uncited_sentences"])}
 
 
+def supported_share(rec: dict[str, Any]) -> float | None:
+    """Share of the answer's cited sentences that the support check found supported
+    (rag.support); None without a cited sentence."""
+    labels = [x["support"] for x in rec.get("sentences") or [] if x["citations"]]
+    return sum(x == "supported" for x in labels) / len(labels) if labels else None
+
+
+def unsupported_numbers(rec: dict[str, Any]) -> float | None:
+    """1.0 when the answer states a number its citations do not hold: missing from the
+    matching sentence of a cited passage, or in an uncited sentence and in no passage
+    shown; None for an abstention or a run without sentence checks."""
+    if rec.get("answer") is None or rec["abstained"] or rec.get("shown") is None \
+            or not rec.get("sentences"):
+        return None
+    shown = number_values(" ".join(h["text"] for h in rec["shown"]))
+    for x in rec["sentences"]:
+        if x["citations"] and any(numbers(item) for item in x["missing"]):
+            return 1.0
+        if not x["citations"] and any(not (n.values & shown) for n in numbers(x["text"])):
+            return 1.0
+    return 0.0
+
+
 def score_record(rec: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """All per-question metrics, grouped as in report.json."""
-    return {"retrieval": retrieval_metrics(rec), "answers": answer_metrics(rec),
-            "citations": citation_metrics(rec)}
+    answers, citations = answer_metrics(rec), citation_metrics(rec)
+    if rec.get("answer") is not None and not rec.get("abstained"):
+        answers["unsupported_numbers"] = unsupported_numbers(rec)
+        citations["supported_share"] = supported_share(rec)
+    return {"retrieval": retrieval_metrics(rec), "answers": answers, "citations": citations}

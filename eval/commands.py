@@ -21,6 +21,7 @@ from eval.aggregate import aggregate
 from eval.compare import print_comparison
 from eval.nli import load_nli
 from eval.questions import Question, file_sha256, load_questions
+from eval.record import EvalRecord
 from eval.report import REPORT_MD, write_report
 from eval.results import ResultsWriter, check_run, load_done
 from eval.runner import EvalContext, evaluate_question, skipped_record
@@ -73,7 +74,7 @@ def build_context(settings: Settings, mode: str, k: int, retrieval_only: bool,
 
 
 def run_questions(ctx: EvalContext, questions: Sequence[Question], out: Path,
-                  library_papers: set[str], console: Console) -> list[dict[str, Any]]:
+                  library_papers: set[str], console: Console) -> list[EvalRecord]:
     """Evaluate the questions not yet in results.jsonl; returns every record, file order."""
     done = load_done(out)
     todo = [q for q in questions if q.id not in done]

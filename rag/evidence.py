@@ -134,6 +134,12 @@ def names_of(question: str) -> list[str]:
     return [t for t in terms(question) if len(t) > 1]
 
 
+def is_identifier(name: str) -> bool:
+    """A name with letters and digits (GPT-4, H100, LLaMA-65B): it names one model,
+    version or device, and passages that never mention it cannot answer about it."""
+    return any(ch.isdigit() for ch in name) and any(ch.isalpha() for ch in name)
+
+
 def signal(question: str, hits: Sequence[Hit], scored: Sequence[Quote],
            best_dense: float, front_matter: str = "", top: int = 5) -> Signal:
     """The refusal signal of a question over its hits and their scored sentences;
@@ -144,7 +150,10 @@ def signal(question: str, hits: Sequence[Hit], scored: Sequence[Quote],
     names = names_of(question)
     text = Window.of(" ".join([front_matter, *(f"{h.paper_title} {h.chunk.text}"
                                                for h in hits)]))
-    name_cov = sum(text.has_term(t) for t in names) / len(names) if names else 1.0
+    missing = [t for t in names if not text.has_term(t)]
+    name_cov = 1 - len(missing) / len(names) if names else 1.0
+    if any(is_identifier(t) for t in missing):
+        name_cov = 0.0  # the model, version or device asked about (H100, GPT-4) is absent
     return Signal(best_dense, best[0].score if best else 0.0, term_cov, name_cov)
 
 

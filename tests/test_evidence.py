@@ -57,6 +57,12 @@ def test_names_are_looked_up_in_passages_titles_and_front_matter() -> None:
                   ).name_coverage == 1.0
     asked = signal("How many parameters does GPT-4 have on H100 GPUs?", hits, scored, 0.6)
     assert asked.name_coverage == 0.0 and asked.best_sentence == 0.7
+    gpus = [hit(1, "FlashAttention is 3x faster on NVIDIA A100 GPUs.")]
+    on_gpus = [Quote(n=1, text=gpus[0].chunk.text, start=0, end=10, score=0.7)]
+    h100 = "What speedup does FlashAttention achieve on NVIDIA H100 GPUs?"
+    assert signal(h100, gpus, on_gpus, 0.6).name_coverage == 0.0  # 3 of 4, but not H100
+    plain = "What speedup does FlashAttention achieve on NVIDIA Volta GPUs?"
+    assert signal(plain, gpus, on_gpus, 0.6).name_coverage == 0.75  # a plain name: a share
     by_author = "What optimizer did Touvron et al. use?"
     assert signal(by_author, hits, scored, 0.6).name_coverage == 0.0
     assert signal(by_author, hits, scored, 0.6, "Hugo Touvron, Thibaut Lavril").name_coverage \

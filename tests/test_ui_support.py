@@ -7,6 +7,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from core.types import Answer, Citation, Quote, SentenceCheck
+from eval.record import CheckedSentence, EvalRecord
 from eval.score import score_record, supported_share, unsupported_numbers
 from rag.support import check_answer
 from ui import render
@@ -100,21 +101,19 @@ def test_cards_show_passages_as_reflowed_paragraphs() -> None:
 
 def test_eval_counts_supported_sentences_and_unsupported_numbers() -> None:
     a = checked(MIXED)
-    rec = {"answer": a.answer, "abstained": False, "unanswerable": False, "papers": [],
-           "must_contain_any": [], "reference": "", "retrieved": None,
-           "shown": [{"chunk_id": 1, "text": PASSAGE, "paper_id": "1706.03762"}],
-           "citations": [{"n": 1, "chunk_id": 1, "paper_id": "1706.03762"}],
-           "uncited_sentences": [],
-           "sentences": [{"text": x.text, "citations": x.citations, "support": x.support,
-                          "missing": x.missing} for x in a.sentences]}
+    rec = EvalRecord.model_validate({
+        "id": "q", "question": "?", "answer": a.answer, "abstained": False,
+        "shown": [{"chunk_id": 1, "text": PASSAGE, "paper_id": "1706.03762"}],
+        "citations": [{"n": 1, "chunk_id": 1, "paper_id": "1706.03762"}],
+        "sentences": [{"text": x.text, "citations": x.citations, "support": x.support,
+                       "missing": x.missing} for x in a.sentences]})
     assert supported_share(rec) == 0.5 and unsupported_numbers(rec) == 1.0
     metrics = score_record(rec)
-    assert metrics["citations"]["supported_share"] == 0.5
-    assert metrics["answers"]["unsupported_numbers"] == 1.0
+    assert metrics.citations["supported_share"] == 0.5
+    assert metrics.answers["unsupported_numbers"] == 1.0
     good = checked(MIXED.split(" On")[0])
-    rec["sentences"] = [{"text": x.text, "citations": x.citations, "support": x.support,
-                         "missing": x.missing} for x in good.sentences]
+    rec.sentences = [CheckedSentence(text=x.text, citations=x.citations, support=x.support,
+                                     missing=x.missing) for x in good.sentences]
     assert supported_share(rec) == 1.0 and unsupported_numbers(rec) == 0.0
-    rec["sentences"] = [{"text": "It used 96 GPUs.", "citations": [], "support": "uncited",
-                         "missing": []}]
+    rec.sentences = [CheckedSentence(text="It used 96 GPUs.")]
     assert unsupported_numbers(rec) == 1.0, "an uncited number found in no passage shown"

@@ -89,8 +89,7 @@ def score(settings: Settings, library: Library, mode: str, path: Path) -> dict[s
     report = aggregate(records, seed=0, retrieval_only=True,
                        min_dense_score=settings.retrieval.min_dense_score)
     retrieval: dict[str, Any] = report["retrieval"]
-    ms = [r["timings"]["retrieval_ms"] for r in records
-          if r["timings"]["retrieval_ms"] is not None]
+    ms = [r.timings.retrieval_ms for r in records if r.timings.retrieval_ms is not None]
     retrieval["retrieval_ms_p50"] = float(np.median(ms)) if ms else None
     return retrieval
 

@@ -230,7 +230,36 @@ class RetrievalSettings(Section):
     )
     bm25_weight: float = Field(1.0, description="Weight of the BM25 ranking in the fusion.")
     per_paper_cap: int = Field(
-        4, description="At most this many passages from one paper (before adjacent ones merge)."
+        2, description="At most this many chunks from one paper (adjacent ones then merge "
+        "into one passage; 2 was best on eval/sets/tune.jsonl, see README); "
+        "a paper the question names, or one --paper picks, has no cap."
+    )
+    paper_aware: bool = Field(
+        True, description="Favour the papers a question names (by alias, first author and "
+        "year, arXiv id or title; see `paperchat list --json` for the aliases)."
+    )
+    named_weight: float = Field(
+        1.0, description="Weight in the fusion of the rankings made inside each named paper "
+        "(its own dense and BM25 rankings)."
+    )
+    named_fetch_k: int = Field(
+        20, description="Candidates taken from each named paper, per retriever."
+    )
+    named_within: int = Field(
+        4, description="Each named paper (up to three) has a passage among the first this "
+        "many hits: a question naming two papers gets evidence from both."
+    )
+    evidence_weight: float = Field(
+        0.5, description="Weight in the fusion of the ranking of candidates by their best "
+        "sentence (sentence vectors and tokens stored at ingest); 0 turns it off."
+    )
+    evidence_dense_share: float = Field(
+        0.75, description="A sentence's score: this share of its cosine with the query plus "
+        "the rest of the IDF-weighted share of the query's words it contains."
+    )
+    whole_sentences: bool = Field(
+        True, description="Complete a passage's first and last sentence from the "
+        "neighbouring chunks when a chunk boundary cuts them."
     )
     min_dense_score: float = Field(
         0.27,

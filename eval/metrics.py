@@ -17,9 +17,10 @@ from rag.citations import MARKER, expand
 
 
 def contains_any(text: str, needles: Sequence[str]) -> bool:
-    """Whether ``text`` contains one of ``needles`` (case-insensitive, after NFKC)."""
-    hay = normalize(text)
-    return any(normalize(n) in hay for n in needles if n.strip())
+    """Whether ``text`` contains one of ``needles`` (case-insensitive, after NFKC, any run
+    of white space read as one space: PDF text breaks lines inside phrases)."""
+    hay = " ".join(normalize(text).split())
+    return any(" ".join(normalize(n).split()) in hay for n in needles if n.strip())
 
 
 def strip_markers(text: str) -> str:

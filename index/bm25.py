@@ -215,23 +215,8 @@ class BM25Index:
         if k <= 0 or self.n_docs == 0:
             return []
         counts = Counter(tokenize(query))
-        found: list[list[tuple[str, np.ndarray, np.ndarray]]] = []
-        df: Counter[str] = Counter()
-        for shard, live in zip(self.shards, self._live, strict=True):
-            hits = []
-            for word in counts:
-                post = shard.postings(word)
-                if post is None:
-                    continue
-                rows, tf = post
-                if live is not None:
-                    keep = live[rows]
-                    rows, tf = rows[keep], tf[keep]
-                if len(rows):
-                    hits.append((word, rows, tf))
-                    df[word] += len(rows)
-            found.append(hits)
-        idf = {w: math.log(1 + (self.n_docs - n + 0.5) / (n + 0.5)) for w, n in df.items()}
+        found, df = self._postings(list(counts))
+        idf = self._idf(df)
         ids, scores = [], []
         for shard, hits in zip(self.shards, found, strict=True):
             if hits:
@@ -243,6 +228,35 @@ class BM25Index:
         all_ids, all_scores = np.concatenate(ids), np.concatenate(scores)
         order = np.lexsort((all_ids, -all_scores))[:k]  # best first; ties by chunk id
         return [(int(all_ids[i]), float(all_scores[i])) for i in order]
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """BM25's inverse document frequency (smoothed to stay positive) of each token that
+        some live chunk holds, over every shard (global statistics)."""
+        return self._idf(self._postings(list(dict.fromkeys(terms)))[1])
+
+    def _idf(self, df: Counter[str]) -> dict[str, float]:
+        return {w: math.log(1 + (self.n_docs - n + 0.5) / (n + 0.5)) for w, n in df.items()}
+
+    def _postings(self, words: list[str]) -> tuple[
+            list[list[tuple[str, np.ndarray, np.ndarray]]], Counter[str]]:
+        """Per shard, the live (word, rows, tf) postings of ``words``; and their df."""
+        found: list[list[tuple[str, np.ndarray, np.ndarray]]] = []
+        df: Counter[str] = Counter()
+        for shard, live in zip(self.shards, self._live, strict=True):
+            hits = []
+            for word in words:
+                post = shard.postings(word)
+                if post is None:
+                    continue
+                rows, tf = post
+                if live is not None:
+                    keep = live[rows]
+                    rows, tf = rows[keep], tf[keep]
+                if len(rows):
+                    hits.append((word, rows, tf))
+                    df[word] += len(rows)
+            found.append(hits)
+        return found, df
 
     def _score(self, shard: Shard, hits: list[tuple[str, np.ndarray, np.ndarray]],
                counts: Counter[str], idf: dict[str, float],

@@ -188,6 +188,43 @@ class SentenceTransformerEmbedder:
             vectors = self._encode(inputs)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    @property
+    def pools_by_mean(self) -> bool:
+        """Whether the model's text vector is the mean of its token vectors (then a span's
+        vector is the mean of the span's tokens, from the same forward pass)."""
+        for module in self.model:
+            mode = getattr(module, "pooling_mode", None)
+            if mode is not None or hasattr(module, "pooling_mode_mean_tokens"):
+                return mode == "mean" or bool(getattr(module, "pooling_mode_mean_tokens", False))
+        return False
+
+    def embed_spans(self, texts: list[str], spans: list[list[tuple[int, int]]]
+                    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Passage vectors of ``texts`` and, from the same forward pass, one vector for each
+        character span of each text: the normalised mean of the contextual vectors of its
+        tokens, as the model pools a whole text (``pools_by_mean`` must hold). A span past
+        the tokens the model reads gets a zero vector."""
+        prefix = self.passage_prefix
+        inputs = [prefix + t for t in texts]
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        per_text: list[np.ndarray] = []
+        step = max(1, self.settings.batch_size)
+        for lo in range(0, len(inputs), step):
+            batch = inputs[lo:lo + step]
+            out: list[dict[str, Any]] = self.model.encode(  # type: ignore[assignment]
+                batch, batch_size=step, output_value=None, show_progress_bar=False)
+            enc = self.tokenizer(batch, return_offsets_mapping=True, truncation=True,
+                                 max_length=self.model.max_seq_length)
+            for i, features in enumerate(out):
+                vec = features["sentence_embedding"].float().cpu().numpy()
+                vectors[lo + i] = vec / (np.linalg.norm(vec) or 1.0)
+                tokens = features["token_embeddings"].float().cpu().numpy()
+                offsets = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
+                per_text.append(_pool_spans(tokens[:len(offsets)], offsets,
+                                            [(a + len(prefix), b + len(prefix))
+                                             for a, b in spans[lo + i]], self.dim))
+        return vectors, per_text
+
     def _encode(self, inputs: list[str]) -> np.ndarray:
         return self.model.encode(
             inputs,
@@ -196,3 +233,16 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+
+
+def _pool_spans(tokens: np.ndarray, offsets: np.ndarray, spans: list[tuple[int, int]],
+                dim: int) -> np.ndarray:
+    """The normalised mean token vector of each character span (zero when no token)."""
+    out = np.zeros((len(spans), dim), dtype=np.float32)
+    real = offsets[:, 1] > offsets[:, 0]  # special tokens have empty offsets
+    for j, (a, b) in enumerate(spans):
+        inside = real & (offsets[:, 0] < b) & (offsets[:, 1] > a)
+        if inside.any():
+            v = tokens[inside].mean(axis=0)
+            out[j] = v / (np.linalg.norm(v) or 1.0)
+    return out

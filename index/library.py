@@ -7,6 +7,7 @@ files that writers build and save and readers load (see ``index.live``).
     <data_dir>/manifest.json           a readable copy of the manifest
     <data_dir>/pdfs/                   downloaded PDFs (cache)
     <data_dir>/pdf-store/<sha256>.pdf  the library's own copy of each paper's PDF (index.pdfstore)
+    <data_dir>/sentences.sqlite        sentence rows of the chunks (index.sentences)
 
 A writer is whoever holds ``writer()``: its changes are published (the indexes extended,
 saved and swapped in for this process's readers) by ``refresh()`` or, at the latest, when
@@ -32,6 +33,7 @@ from core.types import Chunk, Page, Paper
 from index.embedder import Embedder
 from index.live import LiveIndex
 from index.pdfstore import PdfStore
+from index.sentences import ChunkSentences, SentenceStore, embed_chunks, forget_paper
 from index.snapshot import SnapshotBuilder
 from index.store import Store, embed_text
 
@@ -108,6 +110,7 @@ class Catalog:
         paper = self.store.paper(paper_id)
         gone = self.store.delete_paper(paper_id)
         if gone:
+            forget_paper(self.dir, paper_id)
             self._write_manifest_file()
             if paper is not None:
                 self.pdfs.remove(paper)
@@ -153,6 +156,8 @@ class Library(Catalog):
     def __init__(self, settings: Settings, embedder: Embedder, *, check: bool = True) -> None:
         super().__init__(settings)
         self.embedder = embedder
+        self._lock = threading.Lock()
+        self._sentences: SentenceStore | None = None
         if check:
             self.check_manifest()
 
@@ -212,7 +217,8 @@ class Library(Catalog):
         self._write_manifest_file()
         return ids
 
-    def reindex(self, rebuild: Rebuild) -> int:
+    def reindex(self, rebuild: Rebuild,
+                update: Callable[[Paper, list[Page]], Paper] | None = None) -> int:
         """Re-chunk and re-embed every paper (``rebuild(paper, pages)`` gives its chunks and
         vectors) in place, in one transaction: readers see the old chunks until it commits,
         then the new ones under new ids (never an old id with a new text). The new indexes
@@ -223,7 +229,10 @@ class Library(Catalog):
         with self.store.transaction() as db:
             self.store.set_meta(db, self.wanted_manifest())
             for paper in self.store.papers():
-                chunks, vectors = rebuild(paper, self.store.pages_of(paper.id))
+                pages = self.store.pages_of(paper.id)
+                chunks, vectors = rebuild(paper, pages)
+                if update is not None:
+                    self.store.update_paper(db, update(paper, pages))
                 ids = self.store.replace_chunks(db, paper.id, chunks, vectors)
                 builder.add(ids, vectors, [embed_text(paper.title, c.section, c.text)
                                            for c in chunks])
@@ -273,3 +282,55 @@ class Library(Catalog):
         """(chunk id, the text the embedder and BM25 see) of every chunk, in id order."""
         for ids, texts in self.store.iter_embed_texts():
             yield from zip(ids, texts, strict=True)
+
+    # -- sentence signals (index/sentences.py: their own file and schema) --------------
+    def sentence_store(self) -> SentenceStore:
+        """The sentence rows of this library (opened on first use)."""
+        with self._lock:
+            if self._sentences is None:
+                self._sentences = SentenceStore(self.dir / "sentences.sqlite",
+                                                self.settings.library_key())
+            return self._sentences
+
+    def sentences(self, chunks: list[Chunk]) -> dict[int, ChunkSentences]:
+        """Chunk id -> its sentence spans, tokens and vectors, for chunks that have them."""
+        return self.sentence_store().get(chunks)
+
+    def put_sentences(self, paper_id: str, chunks: list[Chunk],
+                      rows: list[ChunkSentences]) -> None:
+        """Store the sentence rows of a paper's chunks (``index.sentences.embed_chunks``
+        gives them with the chunk vectors)."""
+        self.sentence_store().put(paper_id, chunks, rows)
+
+    def complete_sentences(self, done: Callable[[str], None] | None = None) -> int:
+        """Compute the sentence rows of every chunk that lacks one (a library from before
+        sentence signals, or a paper whose rows a crash lost) and drop the rows no chunk
+        uses; returns how many chunks were completed. Ingest and `reindex` call this; the
+        caller holds the writer lock. ``done(paper_id)`` is called after each paper."""
+        store = self.sentence_store()
+        keys: set[bytes] = set()
+        added = 0
+        for paper in self.papers():
+            chunks = self.chunks_of(paper.id)
+            keys.update(store.key(c.text) for c in chunks)
+            todo = store.missing(chunks)
+            if todo:
+                inputs = [embed_text(paper.title, c.section, c.text) for c in todo]
+                _, rows = embed_chunks(self.embedder, self.pages_of(paper.id), todo, inputs)
+                store.put(paper.id, todo, rows)
+                added += len(todo)
+            if done is not None:
+                done(paper.id)
+        store.keep_only(keys)
+        return added
+
+    def close(self) -> None:
+        if self._sentences is not None:
+            self._sentences.close()
+            self._sentences = None
+        super().close()
+
+    def term_idf(self, terms: list[str]) -> dict[str, float]:
+        """BM25 inverse document frequency of search tokens (unknown tokens left out)."""
+        bm25 = self.live.current().bm25
+        return bm25.idf(terms) if bm25 is not None else {}

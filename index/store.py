@@ -291,6 +291,14 @@ class Store:
         db.execute("DELETE FROM chunks WHERE paper_id = ?", (paper_id,))
         return self._insert_chunks(db, paper_id, chunks, vectors)
 
+    @staticmethod
+    def update_paper(db: sqlite3.Connection, paper: Paper) -> None:
+        """Inside the caller's transaction (``reindex``): a stored paper's title, authors,
+        year and aliases as ``paper`` gives them (its pages and chunks untouched)."""
+        db.execute("UPDATE papers SET title = ?, authors = ?, year = ?, aliases = ?"
+                   " WHERE id = ?", (paper.title, json.dumps(list(paper.authors)),
+                                     paper.year, json.dumps(list(paper.aliases)), paper.id))
+
     def delete_paper(self, paper_id: str) -> bool:
         with self.transaction() as db:
             had = self._chunks_of_paper(db, paper_id)

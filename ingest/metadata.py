@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.types import Page, Paper, PaperMeta
+from index.names import derive_aliases
 from ingest import extract, reading_list
 
 NEW_ID = re.compile(r"^(\d{2})(\d{2})\.\d{4,5}$")
@@ -46,12 +48,31 @@ def offline_meta(paper_id: str, arxiv_id: str | None, path: Path, pages: list[Pa
                      authors=tuple(authors), arxiv_id=arxiv_id, metadata_from="pdf")
 
 
+def aliases_of(paper_id: str, arxiv_id: str | None, title: str, abstract: str,
+               authors: tuple[str, ...], year: int | None, pages: list[Page]) -> tuple[str, ...]:
+    """The names a question may use for a paper (``index.names``), with the reading list's
+    short names."""
+    text = "\n".join(p.text for p in sorted(pages, key=lambda p: p.number))
+    return derive_aliases(title, abstract, authors, year, text,
+                          reading_list.short_names(paper_id, arxiv_id))
+
+
+def with_aliases(paper: Paper, pages: list[Page]) -> Paper:
+    """The paper with its aliases derived again from its stored metadata and text (reindex:
+    a library ingested before aliases existed gets them without a download)."""
+    return replace(paper, aliases=aliases_of(paper.id, paper.arxiv_id, paper.title,
+                                             paper.abstract, paper.authors, paper.year, pages))
+
+
 def make_paper(meta: PaperMeta, source: str, content_hash: str, pages: list[Page],
                flags: tuple[str, ...] = ()) -> Paper:
+    title = meta.title or meta.id
     return Paper(
-        id=meta.id, title=meta.title or meta.id, authors=meta.authors, year=meta.year,
+        id=meta.id, title=title, authors=meta.authors, year=meta.year,
         abstract=meta.abstract, categories=meta.categories, version=meta.version,
         arxiv_id=meta.arxiv_id, pdf_url=meta.pdf_url, source=source,
         content_hash=content_hash, pages=len(pages), metadata_from=meta.metadata_from,
         added_at=datetime.now(UTC).isoformat(timespec="seconds"), flags=flags,
+        aliases=aliases_of(meta.id, meta.arxiv_id, title, meta.abstract, meta.authors,
+                           meta.year, pages),
     )

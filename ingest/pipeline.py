@@ -38,6 +38,7 @@ from core.settings import Settings
 from core.types import Chunk, Page, Paper, PaperMeta
 from index.embedder import Embedder, load_tokenizer
 from index.library import Catalog, Library, embed_text
+from index.sentences import ChunkSentences, embed_chunks
 from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
 from ingest.chunk import Chunker
@@ -153,6 +154,7 @@ class Prepared:
     pages: list[Page]
     chunks: list[Chunk]
     texts: list[str]
+    sentences: list[ChunkSentences] | None = None  # set by embed_paper (same forward pass)
 
 
 def check_size(path: Path, limit_mb: float) -> None:
@@ -229,8 +231,11 @@ def prepare_paper(job: Job, pages: list[Page], chunker: Chunker) -> Prepared:
 
 
 def embed_paper(prepared: Prepared, embedder: Embedder) -> np.ndarray:
-    """Embedding stage (model): one vector per chunk."""
-    return embedder.embed(prepared.texts)
+    """Embedding stage (model): one vector per chunk, and the chunks' sentence rows from
+    the same forward pass (``index.sentences.embed_chunks``), kept on ``prepared``."""
+    vectors, prepared.sentences = embed_chunks(embedder, prepared.pages, prepared.chunks,
+                                               prepared.texts)
+    return vectors
 
 
 def store_paper(library: Library, prepared: Prepared, vectors: np.ndarray) -> ItemResult:
@@ -241,6 +246,8 @@ def store_paper(library: Library, prepared: Prepared, vectors: np.ndarray) -> It
     paper = replace(prepared.paper, pdf_file=library.pdfs.add(job.path, job.content_hash))
     old = library.paper(paper.id)
     library.add_paper(paper, prepared.pages, prepared.chunks, vectors)
+    if prepared.sentences is not None:  # else complete_sentences computes them after ingest
+        library.put_sentences(paper.id, prepared.chunks, prepared.sentences)
     if old is not None and old.content_hash != paper.content_hash:
         library.pdfs.remove(old)  # the replaced version's copy
     return ItemResult(item=job.item, status="replaced" if old is not None else "ingested",
@@ -264,6 +271,8 @@ def ingest_items(settings: Settings, library: Library, items: list[str],
         ingestor = (runner or Ingestor)(settings, library, make_chunker(settings),
                                         reporter=reporter, upload=upload)
         report = ingestor.ingest(items, search, max_results)
+        reporter.stage("sentences", len(library.papers()))
+        library.complete_sentences(lambda pid: reporter.advance("sentences", pid))
         reporter.stage("index", 1)
         library.refresh()
         reporter.advance("index")

@@ -22,6 +22,7 @@ class Entry:
     pdf_url: str | None = None
     n: int | None = None  # number in the article, for the numbered entries
     note: str = ""
+    short: tuple[str, ...] = ()  # short names the article uses ("GPT", "InstructGPT")
 
     @property
     def item(self) -> str:
@@ -42,12 +43,19 @@ def entries() -> tuple[Entry, ...]:
         pid = r.get("id") or r["arxiv_id"]
         out.append(Entry(id=pid, title=r["title"], year=r["year"], section=r["section"],
                          arxiv_id=r.get("arxiv_id"), pdf_url=r.get("pdf_url"),
-                         n=r.get("n"), note=r.get("note", "")))
+                         n=r.get("n"), note=r.get("note", ""),
+                         short=tuple(r.get("short", ()))))
     return tuple(out)
 
 
 def by_id() -> dict[str, Entry]:
     return {e.id: e for e in entries()}
+
+
+def short_names(paper_id: str, arxiv_id: str | None = None) -> tuple[str, ...]:
+    """The reading list's short names of a paper (by id, else by arXiv id)."""
+    entry = by_id().get(paper_id) or (by_id().get(arxiv_id) if arxiv_id else None)
+    return entry.short if entry else ()
 
 
 def by_url() -> dict[str, Entry]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +18,12 @@ from core.text import tokenize
 from rag import prompts
 from rag.llm import LLMClient
 
-LATIN_TERM = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*[A-Za-z0-9]|[A-Za-z]|\d+(?:\.\d+)?")
+# What survives from a non-English question: numbers whole with their unit, exponent,
+# percent sign or range ("175B", "3D", "6.25e-5", "96%", "2.5-4.5", "1,000"), and
+# Latin-script names and words ("GPT-3", "LLaMA-65B", "english_proverbs").
+NUMBER = r"\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?(?:%|[A-Za-z]+)?"
+LATIN_TERM = re.compile(rf"{NUMBER}(?:[-–~〜]{NUMBER})?|[A-Za-z][A-Za-z0-9_.\-]*[A-Za-z0-9%]|"
+                        r"[A-Za-z]")
 NON_LATIN = re.compile(r"[^\x00-\x7f\u00c0-\u024f\u2000-\u206f]")
 
 
@@ -44,7 +50,9 @@ def glossary_terms(text: str) -> list[str]:
 
 
 def latin_terms(text: str) -> str:
-    """The Latin-script words of a text, plus English for the ML terms it has in Japanese."""
+    """The Latin-script words and the numbers of a text (NFKC: full-width digits and "％"
+    become ASCII), plus English for the ML terms it has in Japanese."""
+    text = unicodedata.normalize("NFKC", text)
     return " ".join([*LATIN_TERM.findall(text), *glossary_terms(text)])
 
 

@@ -77,6 +77,15 @@ def test_contains_any_nfkc_both_sides() -> None:
     assert not m.contains_any("nothing here", ["rope", ""])
 
 
+def test_contains_any_reads_a_line_break_as_a_space() -> None:
+    # PDF text breaks lines inside phrases; the question sets' strings are checked against
+    # the text with white space collapsed, and so is a passage
+    assert m.contains_any("attend to different representation\nsubspaces",
+                          ["representation subspaces"])
+    assert m.contains_any("a  b", ["a\tb"])
+    assert not m.contains_any("representationsubspaces", ["representation subspaces"])
+
+
 def test_token_f1() -> None:
     assert m.token_f1("The cat sat [1].", "a cat sat") == 1.0
     # pred: {3.5? -> "3","5", days, on, 8, gpus}; ref: {3, 5, days}

@@ -10,9 +10,16 @@ prefix cache for both, and the order alternates between repetitions. In ``full``
 ``paperchat ask`` process is also timed (start to first answer byte on stdout).
 
 Needs a server: ``--llm-url`` (default: the environment's PAPERCHAT_TEST_LLM_URL);
-without one the benchmark is skipped with a message.
+without one that part is skipped with a message.
+
+``--first-token`` (part of ``make bench``) adds the CPU's first-token figures of
+``benchmarks/first_token.py``: servers of its own in bfloat16 and float32, distinct dev
+questions each sent once per configuration with an empty prefix cache, the old prompt
+(``benchmarks/answer_before.toml``, bf16) against the prompt the settings give now on the
+dtype `paperchat serve-llm` chooses; ratios from the same run.
 
     python -m benchmarks.bench_answer --size small|full [--library DATA_DIR] [--llm-url URL]
+        [--first-token [--serve-model FOLDER] [--before TOML]]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import first_token as ft
 from benchmarks.common import (
     REPO,
     Stopwatch,
@@ -45,6 +53,7 @@ from index.library import Library
 from rag.answer import Answerer
 from rag.llm import LLMClient, Message
 from rag.retrieve import Retriever
+from serve.plan import has_cuda
 
 NAME = "answer"
 QUESTIONS = {"tiny": (2, 1), "small": (3, 2), "full": (10, 3)}  # (questions, repetitions)
@@ -148,7 +157,7 @@ def library_settings(library: Path | None, shared: Path, work: Path,
         with ArxivStub(shared / "corpus") as stub:
             whole_ingest(bench_settings(library, ingest=stub.ingest_settings()), embedder,
                          list(PAPERS))
-    return bench_settings(library, llm={"base_url": url})
+    return bench_settings(library, llm={"base_url": url} if url else {})
 
 
 def table(f: dict[str, Any]) -> str:
@@ -166,34 +175,54 @@ def table(f: dict[str, Any]) -> str:
     return title + markdown_table(["", "p50", "p95"], rows)
 
 
-def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None = None,
-        query_threads: int | None = None) -> dict[str, Any]:
-    """Run the answer benchmark against the server at ``url``; writes ``out_dir/answer.json``.
-    ``query_threads`` overrides ``embedding.query_threads`` (0: torch's default)."""
-    info = machine()
-    embedding: dict[str, object] = {} if query_threads is None else {"query_threads": query_threads}
-    n_questions, reps = QUESTIONS[size]
-    with tempfile.TemporaryDirectory() as tmp:
-        with LLMClient(bench_settings(Path(tmp), llm={"base_url": url}).llm) as probe:
-            probe.served_model()  # fail fast, with the one-line message, if it is down
-        embedder = SentenceTransformerEmbedder(
-            bench_settings(Path(tmp) / "x", embedding=embedding).embedding)
-        settings = library_settings(library, shared, Path(tmp), embedder, url)
-        lib = Library(settings, embedder)
-        llm = LLMClient(settings.llm)
+def overhead(settings: Settings, lib: Library, questions: list[str], reps: int, size: str,
+             url: str) -> dict[str, Any]:
+    """The `ask` path's first token against the server's own, on the server at ``url``."""
+    with LLMClient(settings.llm) as llm:
         answerer = Answerer(settings, Retriever(settings, lib), llm)
-        questions = answerable(shared, lib, n_questions)
         figures = measure(answerer, questions, reps)
         if size == "full" and questions:
             figures["cold_cli"] = cold_cli(settings.data_dir, url, questions[0])
         figures["model"] = llm.served_model()
-        llm.close()
+    return figures
+
+
+def run(size: str, out_dir: Path, shared: Path, url: str, library: Path | None = None,
+        query_threads: int | None = None, first_token: bool = False,
+        serve_model: str | None = None, before: Path = ft.BEFORE) -> dict[str, Any]:
+    """Run the answer benchmark against the server at ``url`` (none: that part is left out)
+    and with ``first_token`` the first-token part; writes ``out_dir/answer.json``.
+    ``query_threads`` overrides ``embedding.query_threads`` (0: torch's default)."""
+    info = machine()
+    embedding: dict[str, object] = {} if query_threads is None else {"query_threads": query_threads}
+    n_questions, reps = QUESTIONS[size]
+    figures: dict[str, Any] = {}
+    tables = []
+    asked: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if url:
+            with LLMClient(bench_settings(Path(tmp), llm={"base_url": url}).llm) as probe:
+                probe.served_model()  # fail fast, with the one-line message, if it is down
+        embedder = SentenceTransformerEmbedder(
+            bench_settings(Path(tmp) / "x", embedding=embedding).embedding)
+        settings = library_settings(library, shared, Path(tmp), embedder, url)
+        lib = Library(settings, embedder)
+        questions = answerable(shared, lib, n_questions)
+        if url:
+            figures = overhead(settings, lib, questions, reps, size, url)
+            tables.append(table(figures))
+        if first_token:
+            asked = answerable(shared, lib, ft.QUESTIONS[size])
+            figures["first_token"] = ft.measure(
+                settings, lib, asked, serve_model or ft.default_serve_model(), before)
+            tables.append(ft.table(figures["first_token"]))
         lib.close()
     run_settings = {"llm_url": url, "max_tokens": MAX_TOKENS, "questions": questions,
                     "query_threads": embedder.settings.query_threads,
                     "retrieval": settings.retrieval.model_dump(),
-                    "library": str(library) if library else f"built from {PAPERS}"}
-    write_results(out_dir, NAME, size, run_settings, figures, [table(figures)], info)
+                    "library": str(library) if library else f"built from {PAPERS}",
+                    "first_token_questions": asked}
+    write_results(out_dir, NAME, size, run_settings, figures, tables, info)
     return {"settings": run_settings, "figures": figures}
 
 
@@ -204,12 +233,26 @@ def main(argv: list[str] | None = None) -> int:
     add_llm_url(p, "the benchmark is skipped")
     p.add_argument("--query-threads", type=int, default=None,
                    help="torch threads for embedding a query (default: the setting; 0: torch's)")
+    p.add_argument("--first-token", action="store_true",
+                   help="also time the first token on bf16 and fp32 servers started here, "
+                        "the old prompt against the new (CPU only)")
+    p.add_argument("--serve-model", default=None,
+                   help="model folder for those servers (default: the one `make setup` "
+                        "converted, per the environment's settings)")
+    p.add_argument("--before", type=Path, default=ft.BEFORE,
+                   help="settings of the 'before' configuration (TOML, over the defaults)")
     args = p.parse_args(argv)
     url = base_url(args.llm_url)
-    if not url:
+    first_token = args.first_token
+    if first_token and has_cuda():
+        print("first-token part skipped: it compares CPU dtypes (bf16/fp32), and this "
+              "machine serves on CUDA.")
+        first_token = False
+    if not url and not first_token:
         print(SKIP_MESSAGE)
         return 0
-    run(args.size, args.out, args.shared, url, args.library, args.query_threads)
+    run(args.size, args.out, args.shared, url, args.library, args.query_threads,
+        first_token, args.serve_model, args.before)
     return 0
 
 

@@ -86,6 +86,7 @@ class LLMUnavailableError(LLMError):
             "Start it with `paperchat serve-llm` or set PAPERCHAT_LLM_BASE_URL.",
         )
         self.url = url
+        self.detail = detail
 
 
 class EvalError(PaperchatError):

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import ConfigError
 
@@ -165,9 +165,22 @@ class RetrievalSettings(Section):
     )
 
 
+# Context length vLLM is given on CPU (its KV cache there is small), and the one assumed for a
+# server that does not report its own.
+CPU_CONTEXT = 2048
+
+
+def split_urls(value: str) -> list[str]:
+    """The URLs of ``llm.base_url``: comma-separated, trailing slashes dropped."""
+    return [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+
+
 class LLMSettings(Section):
     base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (vLLM or another)."
+        "http://127.0.0.1:8000/v1",
+        description="OpenAI-compatible server (vLLM or another). Several replicas: a list in "
+        "TOML, comma-separated in the environment or --llm-url; requests are spread across "
+        "them and fail over when one is down (see README).",
     )
     model: str = Field(
         "", description="Model name sent to the server; empty means the one the server serves."
@@ -199,15 +212,57 @@ class LLMSettings(Section):
         description="Model `paperchat serve-llm` serves: 'auto' picks Qwen/Qwen2.5-7B-Instruct "
         "on CUDA and the packaged SmolLM2-135M-Instruct on CPU; or a HF name / folder.",
     )
+    failover_cooldown_s: float = Field(
+        30.0, ge=0, description="Seconds a replica of llm.base_url that failed is passed over "
+        "before it is tried again (it is still tried when every replica has failed).")
     serve_host: str = Field("127.0.0.1", description="Address the model server binds.")
-    serve_port: int = Field(8000, description="Port the model server listens on.")
-    serve_max_model_len: int = Field(2048, description="Context length given to vLLM.")
+    serve_port: int = Field(
+        8000, ge=0, le=65535, description="Port the model server listens on; 0 picks a free one.")
+    serve_max_model_len: int | None = Field(
+        None, gt=0, description=f"Context length given to vLLM; unset: {CPU_CONTEXT} on CPU, "
+        "the model's own on CUDA.")
+    serve_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Weights and activations dtype of vLLM. 'auto': on CPU bfloat16 "
+        "only when the CPU has avx512_bf16 or amx_bf16 (else float32, faster there), on CUDA "
+        "the model's own.")
+    serve_gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take (weights and "
+        "KV cache), passed as --gpu-memory-utilization on CUDA.")
+    serve_tensor_parallel: int = Field(
+        1, ge=1, description="GPUs one model replica is split over (vLLM --tensor-parallel-size).")
+    serve_data_parallel: int = Field(
+        1, ge=1, description="Model replicas behind the one endpoint (vLLM "
+        "--data-parallel-size); each takes serve_tensor_parallel GPUs.")
     serve_python: str = Field(
         "",
         description="Python of the environment holding vLLM; empty finds .venv-llm "
         "next to the project, else the current interpreter.",
     )
     serve_startup_timeout_s: float = Field(600.0, description="Seconds to wait until healthy.")
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _join_urls(cls, value: object) -> object:
+        """A TOML list of URLs becomes the comma-separated form."""
+        if isinstance(value, list | tuple):
+            return ",".join(str(v) for v in value)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_urls(cls, value: str) -> str:
+        urls = split_urls(value)
+        if not urls:
+            raise ValueError("give at least one URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value
+
+    @property
+    def urls(self) -> list[str]:
+        """The replicas' base URLs, in the order given."""
+        return split_urls(self.base_url)
 
 
 class UISettings(Section):

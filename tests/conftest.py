@@ -11,7 +11,14 @@ import pytest
 
 from core.settings import Settings
 from support.arxiv_stub import ArxivStub
-from tests.helpers import CORPUS_PDFS, SHARED, free_port, ingest_into, make_settings
+from tests.helpers import (
+    CORPUS_PDFS,
+    SHARED,
+    SKIPPED_ON_CUDA,
+    ingest_into,
+    make_settings,
+    on_cuda,
+)
 
 
 @pytest.fixture
@@ -44,9 +51,9 @@ def corpus_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL (ending in /v1) of a real vLLM server for the whole test run.
 
-    PAPERCHAT_TEST_LLM_URL when set (CI starts one server); otherwise one is started here
-    with ``serve.server.start_server`` on a free port (converting the CPU model first) and
-    stopped at the end of the run.
+    PAPERCHAT_TEST_LLM_URL when set (`make test` starts one `paperchat serve-llm --port 0`
+    for the run); otherwise one is started here the same way (``serve.server.start_server``
+    with port 0, converting the CPU model first) and stopped at the end of the run.
     """
     url = os.environ.get("PAPERCHAT_TEST_LLM_URL", "").rstrip("/")
     if url:
@@ -54,15 +61,21 @@ def llm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from serve.server import start_server
 
-    settings = make_settings(tmp_path_factory.mktemp("llm") / "data",
-                             llm={"serve_port": free_port()})
+    settings = make_settings(tmp_path_factory.mktemp("llm") / "data", llm={"serve_port": 0})
     with start_server(settings) as server:
         yield server.url
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use the whole-corpus library are marked ``corpus`` (left out by
-    `make test-fast`; CI runs everything)."""
+    `make test-fast`; CI runs everything). On a CUDA machine, tests marked ``cpu_model`` or
+    ``extra_server`` are skipped, with the reason."""
+    cuda: bool | None = None
     for item in items:
         if "corpus_settings" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.corpus)
+        for marker, reason in SKIPPED_ON_CUDA.items():
+            if item.get_closest_marker(marker):
+                cuda = on_cuda() if cuda is None else cuda
+                if cuda:
+                    item.add_marker(pytest.mark.skip(reason=f"on CUDA: {reason}"))

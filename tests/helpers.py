@@ -3,6 +3,7 @@ corpus, settings for a temporary library, the real ingest, free ports."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -48,3 +49,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@functools.cache
+def on_cuda() -> bool:
+    """True on a CUDA machine (where `paperchat serve-llm` serves a GPU model)."""
+    from serve.plan import has_cuda
+
+    return has_cuda()
+
+
+# Tests left out on a CUDA machine (conftest skips them, giving the reason): the markers.
+SKIPPED_ON_CUDA = {
+    "cpu_model": "checks the packaged CPU model (SmolLM2 converted from GGUF, its tokenizer, "
+                 "the 2,048-token context); on CUDA serve-llm serves a GPU model",
+    "extra_server": "starts vLLM servers beside the suite's: on one GPU they do not fit next "
+                    "to it (each takes llm.serve_gpu_memory_utilization of its memory)",
+}

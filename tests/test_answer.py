@@ -192,6 +192,7 @@ def cli_ask(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.cpu_model
 def test_ask_json_has_every_field(answer_settings: Settings) -> None:
     run = cli_ask(answer_settings, "--json", "-k", "4",
                   "What does source [1] say about how many checkpoints Pythia releases?")

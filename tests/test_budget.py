@@ -86,6 +86,7 @@ def llm(llm_url: str) -> Iterator[LLMClient]:
         yield client
 
 
+@pytest.mark.cpu_model
 @pytest.mark.slow
 @pytest.mark.llm
 def test_estimate_is_calibrated_on_the_served_tokenizer(corpus_settings: Settings,
@@ -106,6 +107,7 @@ def test_estimate_is_calibrated_on_the_served_tokenizer(corpus_settings: Setting
     assert min(six) >= 0.75 and max(six) <= 1.2  # what a prompt of six passages costs
 
 
+@pytest.mark.cpu_model
 @pytest.mark.slow
 @pytest.mark.llm
 @pytest.mark.parametrize("requested", [384, 1500, 2048])
@@ -133,6 +135,7 @@ def test_long_question_and_large_max_tokens_fit_the_context(
     assert first
 
 
+@pytest.mark.cpu_model
 @pytest.mark.llm
 def test_a_question_longer_than_the_context_is_one_line(llm: LLMClient) -> None:
     question = "What label smoothing value was used when training the Transformer? " * 400

@@ -1,14 +1,13 @@
 """LLMClient against the real vLLM server (``llm_url``), plus failure modes on 127.0.0.1:
 a port with nothing listening, a server that accepts and never answers, and small real
-HTTP servers for replies vLLM will not give on demand (5xx, 401, no /tokenize)."""
+HTTP servers (tests/llm_stubs.py) for replies vLLM will not give on demand (5xx, 401, no
+/tokenize)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from core.errors import LLMError, LLMUnavailableError
 from core.settings import LLMSettings
 from rag.llm import LLMClient
 from tests.helpers import free_port
+from tests.llm_stubs import MODELS, Canned
 
 
 def llm_settings(**values: object) -> LLMSettings:
@@ -148,47 +148,6 @@ def test_server_that_never_answers_times_out(silent_server: str) -> None:
 
 # -- replies vLLM will not give on demand (small real HTTP servers) -----------------------
 
-class Canned(ThreadingHTTPServer):
-    """Answers each path with a canned (status, JSON or SSE text); records headers."""
-
-    def __init__(self, routes: dict[str, tuple[int, Any]]) -> None:
-        self.routes = routes
-        self.seen: list[dict[str, str]] = []
-        super().__init__(("127.0.0.1", 0), _CannedHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
-        super().__exit__(*exc)
-
-
-class _CannedHandler(BaseHTTPRequestHandler):
-    server: Canned
-
-    def _answer(self) -> None:
-        self.server.seen.append(dict(self.headers))
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        status, body = self.server.routes.get(self.path, (404, {"detail": "Not Found"}))
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        kind = "text/event-stream" if isinstance(body, str) else "application/json"
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-MODELS = (200, {"data": [{"id": "m1"}]})
 
 
 def test_5xx_is_unavailable() -> None:

@@ -20,9 +20,12 @@ from index.library import Catalog
 from ingest.pageview import NoPdfCopyError, PageView
 from tests.helpers import CORPUS_PDFS, copy_library, ingest_into, make_settings
 from tests.ui_helpers import running_app
-from ui.uploads import save_upload
+from ui.uploads import content_digest, save_upload
 
 pytestmark = pytest.mark.slow
+
+# An upload is named by its content: "my upload.pdf" is stored as my_upload-<sha256[:8]>.pdf.
+UPLOAD = f"my_upload-{content_digest(CORPUS_PDFS / 'gpt1.pdf')}"
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +47,12 @@ def view(library: Settings, tmp_path: Path) -> Iterator[PageView]:
 def test_ingest_keeps_a_copy_of_every_pdf(library: Settings) -> None:
     catalog = Catalog(library)
     papers = {p.id: p for p in catalog.papers()}
-    assert set(papers) == {"1706.03762", "my_upload"}
+    assert set(papers) == {"1706.03762", UPLOAD}
     for p in papers.values():
         assert p.pdf_file == f"pdf-store/{p.content_hash}.pdf"
         assert (library.data_dir / p.pdf_file).read_bytes() == Path(p.source).read_bytes()
-    upload = library.data_dir / "uploads" / "my_upload.pdf"
-    copy = library.data_dir / papers["my_upload"].pdf_file
+    upload = library.data_dir / "uploads" / f"{UPLOAD}.pdf"
+    copy = library.data_dir / papers[UPLOAD].pdf_file
     assert copy.stat().st_ino == upload.stat().st_ino  # linked, not a second copy
 
 
@@ -127,7 +130,7 @@ def test_removing_a_paper_deletes_its_copy(library: Settings, tmp_path: Path) ->
     with catalog.writer():
         assert catalog.remove_paper(paper.id)
     assert not copy.exists()
-    assert (settings.data_dir / (catalog.paper("my_upload").pdf_file  # type: ignore[union-attr]
+    assert (settings.data_dir / (catalog.paper(UPLOAD).pdf_file  # type: ignore[union-attr]
                                  )).is_file()
 
 
@@ -151,14 +154,14 @@ def app(library: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 def test_routes_serve_the_library_copy_at_its_page(app: Any) -> None:
     with httpx.Client(base_url=app.url, timeout=60) as http:
-        pdf = http.get("/paperchat/pdf", params={"paper": "my_upload"})
+        pdf = http.get("/paperchat/pdf", params={"paper": UPLOAD})
         assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
         assert pdf.content == (CORPUS_PDFS / "gpt1.pdf").read_bytes()
-        assert pdf.headers["content-disposition"] == 'inline; filename="my_upload.pdf"'
-        image = http.get("/paperchat/page", params={"paper": "my_upload", "n": 2})
+        assert pdf.headers["content-disposition"] == f'inline; filename="{UPLOAD}.pdf"'
+        image = http.get("/paperchat/page", params={"paper": UPLOAD, "n": 2})
         assert image.status_code == 200 and image.content.startswith(b"\xff\xd8")
         assert image.headers["content-type"] == "image/jpeg"
-        chunk = next(c for c in Catalog(app.settings).chunks_of("my_upload") if c.page_start == 2)
+        chunk = next(c for c in Catalog(app.settings).chunks_of(UPLOAD) if c.page_start == 2)
         boxes = http.get("/paperchat/highlight", params={"chunk": chunk.id, "strong": "0-30"})
         assert boxes.status_code == 200 and boxes.json()["boxes"]["2"]
 
@@ -189,19 +192,19 @@ def test_traversal_attempts_get_404_and_open_nothing_outside_the_store(app: Any)
 
 def test_a_symbolic_link_in_the_store_is_not_served(app: Any, tmp_path: Path) -> None:
     catalog = Catalog(app.settings)
-    paper = catalog.paper("my_upload")
+    paper = catalog.paper(UPLOAD)
     assert paper is not None
     copy = app.settings.data_dir / paper.pdf_file
-    upload = app.settings.data_dir / "uploads" / "my_upload.pdf"  # the same file (a link)
+    upload = app.settings.data_dir / "uploads" / f"{UPLOAD}.pdf"  # the same file (a link)
     shutil.move(copy, tmp_path / "saved.pdf")
     shutil.move(upload, tmp_path / "upload.pdf")
     copy.symlink_to(app.settings.data_dir.parent / "secret.pdf")
     try:
         with httpx.Client(base_url=app.url, timeout=60) as http:
-            for path in ("pdf?paper=my_upload", "page?paper=my_upload&n=7"):
+            for path in (f"pdf?paper={UPLOAD}", f"page?paper={UPLOAD}&n=7"):
                 reply = http.get(f"/paperchat/{path}")
                 assert reply.status_code == 404 and b"SECRET" not in reply.content
-                assert "holds no copy of the PDF of my_upload" in reply.text
+                assert f"holds no copy of the PDF of {UPLOAD}" in reply.text
     finally:
         copy.unlink()
         shutil.move(tmp_path / "saved.pdf", copy)
@@ -213,7 +216,7 @@ def test_a_password_protects_the_pdfs_too(library: Settings) -> None:
     settings.ui.auth = "ann:s3cret"
     with running_app(settings) as running, httpx.Client(base_url=running.url,
                                                           timeout=60) as http:
-        assert http.get("/paperchat/pdf", params={"paper": "my_upload"}).status_code == 401
+        assert http.get("/paperchat/pdf", params={"paper": UPLOAD}).status_code == 401
         login = http.post("/login", data={"username": "ann", "password": "s3cret"})
         assert login.status_code == 200
-        assert http.get("/paperchat/pdf", params={"paper": "my_upload"}).status_code == 200
+        assert http.get("/paperchat/pdf", params={"paper": UPLOAD}).status_code == 200

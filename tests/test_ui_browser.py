@@ -29,6 +29,7 @@ from tests.ui_helpers import (
     streamed_lengths,
     wait_answers,
 )
+from ui.uploads import content_digest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.llm]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -246,17 +247,19 @@ def test_uploaded_pdf_appears_in_the_library(ui_library: Settings, llm_url: str,
         progress.first.wait_for(timeout=120_000)  # the ingest's progress, shown in the page
         shot(page, "6-library-upload-progress")
         page.locator("#library-status").get_by_text("ingested").wait_for(timeout=240_000)
-        table.get_by_text("evil").first.wait_for()
+        evil = f"evil-{content_digest(CORPUS_PDFS / 'gpt1.pdf')}"  # named by its content
+        # the grid, not the hidden sizing row that holds each column's longest text
+        table.get_by_role("gridcell").get_by_text(evil).wait_for()
         shot(page, "6-library-upload")
         stored = list((settings.data_dir / "uploads").iterdir())
-        assert [p.name for p in stored] == ["evil.pdf"]
+        assert [p.name for p in stored] == [f"{evil}.pdf"]
         assert not (settings.data_dir.parent / "evil.pdf").exists()
-        assert app.engine.library.paper("evil") is not None
+        assert app.engine.library.paper(evil) is not None
         page.locator("#remove-papers input").click()
-        page.get_by_role("option", name=re.compile(r"\[evil\]")).click()
+        page.get_by_role("option", name=re.compile(rf"\[{evil}\]")).click()
         page.locator("#remove-button").click()
-        page.locator("#library-status").get_by_text("Removed evil").wait_for()
-        assert app.engine.library.paper("evil") is None
+        page.locator("#library-status").get_by_text(f"Removed {evil}").wait_for()
+        assert app.engine.library.paper(evil) is None
 
 
 def test_add_by_arxiv_id_and_search(ui_library: Settings, llm_url: str, context: Any,
@@ -311,6 +314,7 @@ def cli_error(settings: Settings, question: str) -> str:
     return done.stderr.strip().splitlines()[-1].removeprefix("error: ")
 
 
+@pytest.mark.extra_server
 def test_model_server_down_then_back(ui_library: Settings, llm_url: str, context: Any) -> None:
     from serve.server import start_server
 

@@ -28,6 +28,7 @@ from tests.ui_helpers import (
     shot,
     wait_answers,
 )
+from ui.uploads import content_digest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.llm]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -228,16 +229,17 @@ def test_an_uploaded_pdf_citation_opens_its_page_offline(pages_library: Settings
             page.get_by_role("tab", name="Chat").click()
             page.locator("#chat-settings").get_by_text("Settings").click()
             page.locator("#papers input").click()
-            page.get_by_role("option", name=re.compile(r"\[My_GPT_notes\]")).click()
+            notes = f"My_GPT_notes-{content_digest(CORPUS_PDFS / 'gpt1.pdf')}"
+            page.get_by_role("option", name=re.compile(rf"\[{notes}\]")).click()
             page.keyboard.press("Escape")
             ask(page, "What does source [1] say about generative pre-training?")
             wait_answers(page, 1)
             card, number = open_first_citation(page)
-            assert page.locator(f"#{card}").get_attribute("data-paper") == "My_GPT_notes"
+            assert page.locator(f"#{card}").get_attribute("data-paper") == notes
             assert page.locator("#pc-viewer .pc-hl").count() > 0
             assert "no arXiv" not in page.locator(f"#{card} .pc-links").inner_text()
             assert page.locator(f"#{card} a.pc-open-pdf").get_attribute("href") == \
-                f"paperchat/pdf?paper=My_GPT_notes#page={number}"
+                f"paperchat/pdf?paper={notes}#page={number}"
             shot(page, "12-viewer-uploaded-pdf")
         finally:
             ctx.close()

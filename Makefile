@@ -18,11 +18,11 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 ifeq ($(HAS_GPU),1)
-	$(BIN)/pip install -q -e '.[gpu,dev]'
+	$(BIN)/pip install -q -e '.[gpu,dev,ray,onnx]'
 	scripts/check_torch.sh $(BIN)/python cuda  # never the local CPU wheel; fails without CUDA
 else
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[cpu,dev]'
+	$(BIN)/pip install -q -e '.[cpu,dev,ray,onnx]'
 	scripts/check_torch.sh $(BIN)/python cpu
 endif
 	touch $@

@@ -73,6 +73,10 @@ class IngestSettings(Section):
         "pypdfium2", description="PDF text extractor (pypdfium2 measured faster; see README)."
     )
     workers: int = Field(2, description="Processes used to extract PDF text in parallel.")
+    runner: Literal["local", "ray"] = Field(
+        "local", description="'local': threads and processes on this machine; 'ray': a Ray "
+        "Data pipeline (pip install 'paperchat[ray]'; see the ray section)."
+    )
     batch_ids: int = Field(20, description="arXiv ids asked for in one API request.")
 
 
@@ -102,6 +106,43 @@ class EmbeddingSettings(Section):
         1, description="torch threads for embedding one query: 1 measured 14 ms against 513 ms "
         "with 2 beside a vLLM server on 2 cores (benchmarks/results/query.json); 0 leaves "
         "torch's default.")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="What runs the model: 'torch' (sentence-transformers), 'onnx' "
+        "(onnxruntime, fp32: the same vectors as torch), 'onnx-int8' (int8 weights: other "
+        "vectors, a library built with them must be reindexed to change back). 'auto': the "
+        "library's kind of vectors, else torch on CUDA and the fastest measured on CPU "
+        "without quality loss (see README, 'Faster CPU embedding')."
+    )
+    onnx_dir: Path | None = Field(
+        None, description="Folder for the ONNX exports of the model (made once, locally, from "
+        "the installed weights); None: <data_dir>/models/onnx."
+    )
+
+
+class RaySettings(Section):
+    address: str = Field(
+        "", description="Ray cluster for `ingest --runner ray` (host:port or 'auto'); empty "
+        "starts a local Ray instance for the run and stops it after."
+    )
+    embed_actors: int = Field(
+        1, description="Embedding actors (each holds one model; one GPU each where the "
+        "cluster has GPUs)."
+    )
+    embed_threads: int = Field(
+        0, description="Threads per CPU embedding actor; 0: the CPUs of its node (Ray would "
+        "give it one)."
+    )
+    commit_batch: int = Field(
+        4, description="Finished papers the driver takes from the pipeline at a time; each "
+        "is still stored in its own transaction."
+    )
+    local_cpus: int = Field(
+        0, description="CPUs of the local Ray instance (no ray.address); 0: all."
+    )
+    object_store_mb: int = Field(
+        256, description="Object store of the local Ray instance, in MiB (the pipeline holds "
+        "a few papers' text and vectors at a time)."
+    )
 
 
 class IndexSettings(Section):
@@ -295,6 +336,7 @@ class Settings(Section):
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)  # type: ignore[arg-type]
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
     index: IndexSettings = Field(default_factory=IndexSettings)  # type: ignore[arg-type]
+    ray: RaySettings = Field(default_factory=RaySettings)  # type: ignore[arg-type]
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
@@ -303,6 +345,11 @@ class Settings(Section):
     @property
     def data_dir(self) -> Path:
         return self.paths.data_dir
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Where ONNX exports of the embedding model live (embedding.onnx_dir)."""
+        return (self.embedding.onnx_dir or self.data_dir / "models" / "onnx").expanduser()
 
     def to_toml_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())

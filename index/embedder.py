@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Iterator
@@ -27,9 +28,19 @@ PREFIXES: dict[str, tuple[str, str]] = {
 }
 
 
+# The CPU backend `embedding.backend = "auto"` picks for a new library. torch until ONNX is
+# measured faster on a quiet machine (benchmarks/bench_onnx.py: under load the ratios swung
+# too much to change the default); 'onnx' gives the same vectors, so switching is safe.
+AUTO_CPU_BACKEND = "torch"
+# Backends whose vectors differ from torch fp32's (the manifest records them).
+VECTORS = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
+
+
 class Embedder(Protocol):
     name: str
     dim: int
+    backend: str  # torch | onnx | onnx-int8
+    vectors: str  # fp32 | int8: embedders of one kind give the same vectors
 
     def embed(self, texts: list[str], kind: Kind = "passage") -> np.ndarray:
         """L2-normalised float32 vectors, one row per text."""
@@ -109,6 +120,25 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def resolve_backend(wanted: str, device: str, library_vectors: str | None = None) -> str:
+    """The backend to run: ``wanted`` unless 'auto', which keeps the kind of vectors the
+    library holds (``library_vectors``), else takes torch on CUDA and AUTO_CPU_BACKEND on CPU
+    (torch when onnxruntime is missing)."""
+    if wanted != "auto":
+        if wanted.startswith("onnx") and device == "cuda":
+            raise ConfigError(f"embedding.backend {wanted!r} runs on the CPU only, but "
+                              "embedding.device is 'cuda'.",
+                              "Set embedding.device = 'cpu' or embedding.backend = 'torch'.")
+        return wanted
+    if library_vectors == "int8":
+        return "onnx-int8"
+    if device == "cuda":
+        return "torch"
+    if AUTO_CPU_BACKEND.startswith("onnx") and importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    return AUTO_CPU_BACKEND
+
+
 def pick_device(wanted: str) -> str:
     if wanted != "auto":
         return wanted
@@ -125,6 +155,7 @@ class SentenceTransformerEmbedder:
 
         self.settings = settings
         self.name = settings.model
+        self.backend, self.vectors = "torch", "fp32"
         self.device = pick_device(settings.device)
         path = resolve_model_path(settings.model)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

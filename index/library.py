@@ -168,6 +168,7 @@ class Library(Catalog):
             "chunking": json.dumps(self.settings.chunking.model_dump(), sort_keys=True),
             "max_seq_length": str(self.settings.embedding.max_seq_length),
             "library_key": self.settings.library_key(),
+            "embedding_vectors": getattr(self.embedder, "vectors", "fp32"),
         }
 
     def manifest(self) -> dict[str, str]:
@@ -186,6 +187,14 @@ class Library(Catalog):
                 f"{want['embedding_model']!r}.",
                 "Run `paperchat reindex` to rebuild its vectors with the new model (no download)"
                 f", or set embedding.model back to {have['embedding_model']!r}.")
+        if have.get("embedding_vectors", "fp32") != want["embedding_vectors"]:
+            backend = getattr(self.embedder, "backend", "torch")
+            raise LibraryMismatchError(
+                f"The library in {self.dir} holds {have.get('embedding_vectors', 'fp32')} "
+                f"vectors, but embedding.backend {backend!r} makes "
+                f"{want['embedding_vectors']} ones.",
+                "Run `paperchat reindex` to rebuild its vectors with this backend, or set "
+                "embedding.backend = 'auto' (it keeps the library's kind).")
         if have.get("chunking") != want["chunking"]:
             raise LibraryMismatchError(
                 f"The library in {self.dir} was chunked with {have.get('chunking')}, "

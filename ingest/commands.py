@@ -17,6 +17,7 @@ from index.library import Catalog
 from index.open import open_library
 from ingest import reading_list
 from ingest.pipeline import (
+    Ingestor,
     IngestReport,
     NullReporter,
     Reporter,
@@ -70,6 +71,16 @@ def summary_line(report: IngestReport, library: Catalog, settings: Settings) -> 
             f"{settings.data_dir} ({done or 'nothing to do'}; {report.seconds:.1f} s)")
 
 
+def ingest_runner(settings: Settings) -> type[Ingestor]:
+    """The Ingestor of ``ingest.runner``: this machine's threads and processes, or Ray Data
+    (its module, and Ray, are imported only then)."""
+    if settings.ingest.runner == "ray":
+        from ingest.ray_runner import RayIngestor
+
+        return RayIngestor
+    return Ingestor
+
+
 def _say_waiting(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -92,6 +103,7 @@ def run_ingest(settings: Settings, items: list[str], search: str | None = None,
     reporter: Reporter = RichReporter(progress) if show else NullReporter()
     with progress:
         report = ingest_items(settings, library, items, search, max_results, reporter=reporter,
+                              runner=ingest_runner(settings),
                               on_wait=None if quiet else _say_waiting)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from core.errors import (
     DiskFullError,
     IngestError,
@@ -33,8 +35,8 @@ from core.errors import (
     SourceNotFoundError,
 )
 from core.settings import Settings
-from core.types import Page, PaperMeta
-from index.embedder import load_tokenizer
+from core.types import Chunk, Page, Paper, PaperMeta
+from index.embedder import Embedder, load_tokenizer
 from index.library import Catalog, Library, embed_text
 from ingest import extract, metadata, reading_list
 from ingest.arxiv_api import ArxivClient
@@ -135,18 +137,132 @@ def writer_lock(library: Catalog, wait: bool = True,
         yield
 
 
+# -- the stages: the local runner (Ingestor) and the Ray runner (ingest.ray_runner) both
+# -- call these, so both store the same papers, chunks and vectors.
+# Extraction (CPU) is ingest.extract.extract_document, in a worker process of either runner.
+MetaLookup = Callable[[str], PaperMeta | None]  # arXiv id -> metadata (None: not found)
+
+
+@dataclass
+class Prepared:
+    """A paper ready to embed and store: its record, pages, chunks and the chunk texts the
+    embedder sees."""
+
+    job: Job
+    paper: Paper
+    pages: list[Page]
+    chunks: list[Chunk]
+    texts: list[str]
+
+
+def check_size(path: Path, limit_mb: float) -> None:
+    """A local PDF gets the cap a download gets (ingest.max_pdf_mb)."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size > limit_mb * 1024 * 1024:
+        raise PdfError(f"{path} is {size / 1024 / 1024:.1f} MiB, larger than "
+                       f"ingest.max_pdf_mb ({limit_mb:g} MiB).",
+                       "Raise ingest.max_pdf_mb to accept it.")
+
+
+def fetch_pdf(job: Job, client: ArxivClient, downloader: Downloader,
+              max_pdf_mb: float) -> Job:
+    """Download stage (I/O): get the PDF on disk and hash it."""
+    src = job.source
+    if src.kind == "file":
+        assert src.path is not None
+        path = src.path
+        check_size(path, max_pdf_mb)
+    elif src.kind == "arxiv":
+        assert src.arxiv_id is not None
+        version = src.version or (job.meta.version if job.meta else None)
+        url = client.pdf_url(src.arxiv_id, version)
+        name = f"{src.arxiv_id.replace('/', '_')}{f'v{version}' if version else ''}.pdf"
+        path = downloader.fetch(url, name)
+    else:
+        assert src.url is not None
+        path = downloader.fetch(src.url, url_file_name(src.url))
+    return replace(job, path=path, content_hash=metadata.sha256_file(path))
+
+
+def lookup_meta(client: ArxivClient, arxiv_id: str) -> PaperMeta | None:
+    """arXiv metadata of one id (None when arXiv is unreachable or has no such paper)."""
+    if not client.reachable:
+        return None
+    try:
+        return client.fetch_metadata([arxiv_id]).get(arxiv_id)
+    except NetworkError as err:
+        log.info("arXiv unreachable: %s", err)
+        return None
+
+
+def identify(job: Job, extracted: extract.Extracted, lookup: MetaLookup | None) -> Job:
+    """Give a local PDF its arXiv id (from the page-1 stamp) and metadata (``lookup``, when
+    arXiv is reachable; else from the PDF), and the extraction's flags."""
+    job = replace(job, flags=extracted.flags)
+    assert job.path is not None
+    if job.meta is not None:
+        return job
+    arxiv_id = job.source.arxiv_id
+    if arxiv_id is None:
+        arxiv_id = extracted.stamp[0] if extracted.stamp else None
+    paper_id = arxiv_id or job.paper_id
+    meta = lookup(arxiv_id) if arxiv_id and lookup is not None else None
+    if meta is None:
+        meta = metadata.offline_meta(paper_id, arxiv_id, job.path, extracted.pages,
+                                     extracted.info)
+    return replace(job, paper_id=paper_id, meta=meta)
+
+
+def prepare_paper(job: Job, pages: list[Page], chunker: Chunker) -> Prepared:
+    """Chunking stage (CPU): the identified paper's record, pages and chunks."""
+    assert job.meta is not None and job.path is not None
+    pages = [Page(job.paper_id, p.number, p.text) for p in pages]
+    chunks = chunker.chunk(job.paper_id, pages)
+    meta = replace(job.meta, id=job.paper_id)
+    if job.source.version is not None:
+        meta = replace(meta, version=job.source.version)
+    title = meta.title or job.paper_id
+    paper = metadata.make_paper(meta, str(job.source.url or job.path), job.content_hash,
+                                pages, job.flags)
+    texts = [embed_text(title, c.section, c.text) for c in chunks]
+    return Prepared(job, paper, pages, chunks, texts)
+
+
+def embed_paper(prepared: Prepared, embedder: Embedder) -> np.ndarray:
+    """Embedding stage (model): one vector per chunk."""
+    return embedder.embed(prepared.texts)
+
+
+def store_paper(library: Library, prepared: Prepared, vectors: np.ndarray) -> ItemResult:
+    """Writer stage (the one process holding the writer lock): the library's own copy of
+    the PDF, then one SQLite transaction; a replaced version's copy goes."""
+    job = prepared.job
+    assert job.path is not None
+    paper = replace(prepared.paper, pdf_file=library.pdfs.add(job.path, job.content_hash))
+    old = library.paper(paper.id)
+    library.add_paper(paper, prepared.pages, prepared.chunks, vectors)
+    if old is not None and old.content_hash != paper.content_hash:
+        library.pdfs.remove(old)  # the replaced version's copy
+    return ItemResult(item=job.item, status="replaced" if old is not None else "ingested",
+                      paper_id=paper.id, title=paper.title, pages=len(prepared.pages),
+                      chunks=len(prepared.chunks))
+
+
 def ingest_items(settings: Settings, library: Library, items: list[str],
                  search: str | None = None, max_results: int = 10, *,
                  reporter: Reporter | None = None, wait: bool = True, upload: bool = False,
-                 on_wait: Callable[[str], None] | None = None) -> IngestReport:
+                 on_wait: Callable[[str], None] | None = None,
+                 runner: type[Ingestor] | None = None) -> IngestReport:
     """The one ingest recipe (CLI, UI, benchmarks): take the writer lock (wait for it,
     telling ``on_wait``, or fail with LibraryBusyError when ``wait`` is False), fetch,
     extract, chunk, embed and store each item, then bring the search indexes up to date.
-    ``upload``: the items are browser uploads (see the module doc)."""
+    ``upload``: the items are browser uploads (see the module doc). ``runner``: the
+    Ingestor class (this machine's threads and processes by default; ingest.commands picks
+    ray_runner.RayIngestor for ``ingest.runner = "ray"``)."""
     reporter = reporter or NullReporter()
     with writer_lock(library, wait, on_wait):
-        ingestor = Ingestor(settings, library, make_chunker(settings), reporter=reporter,
-                            upload=upload)
+        ingestor = (runner or Ingestor)(settings, library, make_chunker(settings),
+                                        reporter=reporter, upload=upload)
         report = ingestor.ingest(items, search, max_results)
         reporter.stage("index", 1)
         library.refresh()
@@ -261,30 +377,10 @@ class Ingestor:
 
     def fetch(self, job: Job) -> Job:
         """Runs in a download thread: get the PDF on disk and hash it."""
-        src = job.source
-        if src.kind == "file":
-            assert src.path is not None
-            path = src.path
-            self._check_size(path)
-        elif src.kind == "arxiv":
-            assert src.arxiv_id is not None
-            version = src.version or (job.meta.version if job.meta else None)
-            url = self.client.pdf_url(src.arxiv_id, version)
-            name = f"{src.arxiv_id.replace('/', '_')}{f'v{version}' if version else ''}.pdf"
-            path = self.downloader.fetch(url, name)
-        else:
-            assert src.url is not None
-            path = self.downloader.fetch(src.url, url_file_name(src.url))
-        return replace(job, path=path, content_hash=metadata.sha256_file(path))
+        return fetch_pdf(job, self.client, self.downloader, self.settings.ingest.max_pdf_mb)
 
-    def _check_size(self, path: Path) -> None:
-        """A local PDF gets the cap a download gets (ingest.max_pdf_mb)."""
-        limit = self.settings.ingest.max_pdf_mb
-        size = path.stat().st_size if path.is_file() else 0
-        if size > limit * 1024 * 1024:
-            raise PdfError(f"{path} is {size / 1024 / 1024:.1f} MiB, larger than "
-                           f"ingest.max_pdf_mb ({limit:g} MiB).",
-                           "Raise ingest.max_pdf_mb to accept it.")
+    def lookup(self, arxiv_id: str) -> PaperMeta | None:
+        return lookup_meta(self.client, arxiv_id)
 
     # -- the run ---------------------------------------------------------------------
     def ingest(self, items: list[str], search: str | None = None,
@@ -299,6 +395,14 @@ class Ingestor:
                 todo.append(job)
         for name in ("download", "extract", "embed"):
             self.reporter.stage(name, len(todo))
+        self.run(todo)
+        self.report.arxiv_unreachable = not self.client.reachable
+        self.report.seconds = time.perf_counter() - start
+        return self.report
+
+    def run(self, todo: list[Job]) -> None:
+        """Fetch, extract, chunk, embed and store ``todo``: downloads in two threads,
+        extraction in ``ingest.workers`` isolated processes, embedding and writing here."""
         ing = self.settings.ingest
         with ThreadPoolExecutor(2) as dl, ExtractionPool(
                 ing.workers, ing.extract_timeout_s, ing.extract_memory_mb) as ex:
@@ -308,9 +412,6 @@ class Ingestor:
                 dl.shutdown(wait=False, cancel_futures=True)
                 ex.shutdown(cancel=True)
                 raise
-        self.report.arxiv_unreachable = not self.client.reachable
-        self.report.seconds = time.perf_counter() - start
-        return self.report
 
     def _run(self, todo: list[Job], dl: Executor, ex: ExtractionPool) -> None:
         downloads: deque[tuple[Job, Future[Job]]] = deque((j, dl.submit(self.fetch, j))
@@ -356,7 +457,7 @@ class Ingestor:
         self.reporter.advance("extract", job.paper_id)
         try:
             extracted = fut.result()
-            job = self._identify(job, extracted)
+            job = identify(job, extracted, self.lookup)
             pages = [Page(job.paper_id, p.number, p.text) for p in extracted.pages]
             self._refuse_replacing_by_upload(job)
             self._store(job, pages)
@@ -366,27 +467,6 @@ class Ingestor:
             self._fail(job.item, job.paper_id, err)
         finally:
             self.reporter.advance("embed", job.paper_id)
-
-    def _identify(self, job: Job, extracted: extract.Extracted) -> Job:
-        """Give a local PDF its arXiv id (from the page-1 stamp) and metadata."""
-        job = replace(job, flags=extracted.flags)
-        assert job.path is not None
-        if job.meta is not None:
-            return job
-        arxiv_id = job.source.arxiv_id
-        if arxiv_id is None:
-            arxiv_id = extracted.stamp[0] if extracted.stamp else None
-        paper_id = arxiv_id or job.paper_id
-        meta = None
-        if arxiv_id and self.client.reachable:
-            try:
-                meta = self.client.fetch_metadata([arxiv_id]).get(arxiv_id)
-            except NetworkError as err:
-                log.info("arXiv unreachable: %s", err)
-        if meta is None:
-            meta = metadata.offline_meta(paper_id, arxiv_id, job.path, extracted.pages,
-                                         extracted.info)
-        return replace(job, paper_id=paper_id, meta=meta)
 
     def _refuse_replacing_by_upload(self, job: Job) -> None:
         """An upload never replaces a paper: one whose page stamp names a paper the library
@@ -398,24 +478,9 @@ class Ingestor:
                 f"Remove {job.paper_id} first to replace it.")
 
     def _store(self, job: Job, pages: list[Page]) -> None:
-        assert job.meta is not None and job.path is not None
-        chunks = self.chunker.chunk(job.paper_id, pages)
-        meta = replace(job.meta, id=job.paper_id)
-        if job.source.version is not None:
-            meta = replace(meta, version=job.source.version)
-        title = meta.title or job.paper_id
-        vectors = self.embedder.embed([embed_text(title, c.section, c.text) for c in chunks])
-        paper = replace(metadata.make_paper(meta, str(job.source.url or job.path),
-                                            job.content_hash, pages, job.flags),
-                        pdf_file=self.library.pdfs.add(job.path, job.content_hash))
-        old = self.library.paper(job.paper_id)
-        existed = old is not None
-        self.library.add_paper(paper, pages, chunks, vectors)
-        if old is not None and old.content_hash != paper.content_hash:
-            self.library.pdfs.remove(old)  # the replaced version's copy
-        self.report.results.append(ItemResult(
-            item=job.item, status="replaced" if existed else "ingested", paper_id=paper.id,
-            title=paper.title, pages=len(pages), chunks=len(chunks)))
+        prepared = prepare_paper(job, pages, self.chunker)
+        vectors = embed_paper(prepared, self.embedder)
+        self.report.results.append(store_paper(self.library, prepared, vectors))
 
     def _done_unchanged(self, job: Job, paper_id: str | None = None) -> None:
         have = self.library.paper(paper_id or job.paper_id)

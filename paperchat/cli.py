@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", "-q", action="store_true")
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
     sp.add_argument("--extractor", choices=["pypdf", "pypdfium2"])
+    sp.add_argument("--runner", choices=["local", "ray"],
+                    help="where the stages run (ingest.runner): this machine, or Ray Data")
+    sp.add_argument("--ray-address", metavar="ADDR",
+                    help="Ray cluster to run on (ray.address); none starts a local instance")
     sp = cmd("reading-list", _reading_list, "print the built-in reading list")
     sp.add_argument("--json", action="store_true")
     sp = cmd("list", _list, "list the papers in the library")
@@ -184,6 +188,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     pairs = {("paths", "data_dir"): args.data_dir, ("llm", "base_url"): args.llm_url,
              ("llm", "model"): args.model, ("embedding", "model"): args.embedding_model,
              ("ingest", "extractor"): getattr(args, "extractor", None),
+             ("ingest", "runner"): getattr(args, "runner", None),
+             ("ray", "address"): getattr(args, "ray_address", None),
              ("ui", "host"): getattr(args, "host", None),
              ("ui", "port"): getattr(args, "port", None)}
     for name in SERVE_OPTIONS:

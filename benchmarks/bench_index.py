@@ -50,6 +50,8 @@ class Vectors:
 
     name = "benchmark-vectors"
     dim = DIM
+    backend = "torch"
+    vectors = "fp32"
 
     def embed(self, texts: list[str], kind: str = "passage") -> np.ndarray:
         raise AssertionError("not used")

@@ -33,6 +33,8 @@ class UnitEmbedder:
 
     name = "test-embedder"
     dim = DIM
+    backend = "torch"
+    vectors = "fp32"
 
     def embed(self, texts: list[str], kind: str = "passage") -> np.ndarray:
         raise AssertionError("not used: the tests store vectors they made")

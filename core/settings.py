@@ -185,10 +185,25 @@ class RetrievalSettings(Section):
         4, description="At most this many passages from one paper (before adjacent ones merge)."
     )
     min_dense_score: float = Field(
-        0.33,
+        0.27,
         description="Abstain without calling the model when the best dense cosine score is "
-        "below this: off-topic questions scored 0.14-0.30, answerable ones 0.39 and up with "
-        "all-MiniLM-L6-v2 (see README); recalibrate after changing the embedding model.",
+        "below this (all-MiniLM-L6-v2; with min_evidence_score and min_name_coverage, "
+        "calibrated by benchmarks/calibrate_refusal.py); recalibrate after changing the "
+        "embedding model.",
+    )
+    min_evidence_score: float = Field(
+        0.27,
+        description="Abstain without calling the model when the best sentence of the "
+        "retrieved passages scores below this (rag.evidence.score_sentences: half embedding "
+        "cosine, half coverage of the question's terms); calibrated by "
+        "benchmarks/calibrate_refusal.py.",
+    )
+    min_name_coverage: float = Field(
+        0.55,
+        description="Abstain without calling the model when the retrieved passages (with "
+        "their titles and authors) hold less than this share of the names the question uses "
+        "(GPT-4, H100, MMLU): near-topic questions ask about what the library never "
+        "mentions; calibrated by benchmarks/calibrate_refusal.py.",
     )
     include_references: bool = Field(
         False, description="Let reference-list chunks be retrieved."
@@ -230,11 +245,37 @@ class LLMSettings(Section):
     temperature: float = Field(0.1, description="Sampling temperature.")
     frequency_penalty: float = Field(
         0.4, description="OpenAI frequency penalty: stops small models from repeating lines.")
+    repetition_penalty: float = Field(
+        1.0, description="vLLM's repetition_penalty (1.0 sends nothing: servers that do not "
+        "know the field may refuse it).")
+    answer_mode: Literal["auto", "generate", "extract"] = Field(
+        "auto",
+        description="'generate': the model's answer, checked sentence by sentence; 'extract': "
+        "the best sentences of the passages, quoted, without calling the model; 'auto': the "
+        "model's answer, replaced by the quoted sentences when it degenerates (loops, echoes "
+        "the prompt, or no sentence is supported by its citations).",
+    )
+    evidence_quotes: int = Field(
+        3, description="Sentences quoted as evidence with each answer (1-3 is readable).")
+    prompt_passages: Literal["auto", "chunks", "sentences"] = Field(
+        "auto",
+        description="What the prompt shows of each passage: 'chunks' (whole passages), "
+        "'sentences' (the best sentences of the best passages), 'auto' (sentences when the "
+        "served context is at most llm.small_context tokens).",
+    )
+    small_context: int = Field(
+        2048, description="A served context of at most this many tokens gets the tight "
+        "prompt of prompt_passages='auto'.")
+    tight_passages: int = Field(
+        3, description="Passages in the tight prompt (the best by their best sentence).")
+    tight_sentences: int = Field(
+        3, description="Sentences of each passage in the tight prompt.")
     attribute_min_overlap: float = Field(
         0.6,
         description="A sentence the model left uncited gets [n] of the shown passage that "
-        "contains at least this share of its content words and all of its numbers; "
-        "1.1 turns this off. Such citations are marked by='overlap'.")
+        "contains at least this share of its content words and all of its numbers, or whose "
+        "matching sentence holds all of its numbers and names (rag.support); 1.1 turns this "
+        "off. Such citations are marked by='overlap'.")
     max_tokens: int = Field(384, description="Most tokens generated per answer.")
     mask_injections: bool = Field(
         True, description="Mask sentences of papers that tell the model to drop its "

@@ -31,6 +31,9 @@ SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 # In PDF text also a line break before a capital, bullet or number (headings and list items
 # carry no full stop).
 PASSAGE_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n(?=[A-Z•\u2022\d])")
+# A full stop that does not end a sentence: "e.g.", "et al.", "Fig.", an initial ("A.").
+ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|et al|etc|vs|cf|Fig|Figs|Eq|Eqs|Sec|Tab|"
+                          r"No|approx|resp)|(?<![\w.])[A-Z])\.$")
 
 F1_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff66-\uff9f"
 F1_TOKEN = re.compile(rf"[{F1_CJK}]|[^\W_{F1_CJK}]+")
@@ -86,17 +89,35 @@ def split_sentences(text: str, min_chars: int = 0) -> list[str]:
     return [s.strip() for s in SENTENCE_END.split(text) if len(s.strip()) > min_chars]
 
 
+def _line_break_ends_sentence(passage: str, pos: int, typical: float) -> bool:
+    """Whether the line break at ``pos`` (before a capital, bullet or digit) ends a heading,
+    a list item or a table row: the line before is short for this passage, or ends in a
+    colon, or the next line is a bullet. Wrapped prose continues across the break."""
+    line_start = passage.rfind("\n", 0, pos) + 1
+    line = passage[line_start:pos].rstrip()
+    nxt = passage[pos + 1:pos + 2]
+    return nxt in "•\u2022" or line.endswith(":") or len(line) < 0.7 * typical
+
+
 def passage_sentences(passage: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of the sentences of a PDF passage, in order."""
+    """(start, end) offsets of the sentences of a PDF passage, in order: split after . ! ?
+    (not after abbreviations such as "e.g." or "et al."), and at line breaks that end a
+    heading, list item or table row."""
+    lines = sorted(len(x.strip()) for x in passage.split("\n") if x.strip())
+    typical = lines[len(lines) * 3 // 4] if lines else 0.0
     spans: list[tuple[int, int]] = []
-    pos = 0
-    for sentence in PASSAGE_SENTENCE.split(passage):
-        start = passage.find(sentence, pos)
-        if start < 0:
+    start = 0
+    for m in PASSAGE_SENTENCE.finditer(passage):
+        if m.group(0).startswith("\n") and m.group(0) == "\n":
+            if not _line_break_ends_sentence(passage, m.start(), typical):
+                continue
+        elif ABBREVIATION.search(passage, max(0, m.start() - 8), m.start()):
             continue
-        pos = start + len(sentence)
-        if sentence.strip():
-            spans.append((start, pos))
+        if passage[start:m.start()].strip():
+            spans.append((start, m.start()))
+        start = m.end()
+    if passage[start:].strip():
+        spans.append((start, len(passage.rstrip())))
     return spans
 
 

@@ -218,6 +218,11 @@ class Answer:
     evidence: list[Quote] = field(default_factory=list)  # best sentences, chosen without a model
     mode: str = "generate"  # "generate": the model's answer; "extract": quoted evidence
     model_answer: str = ""  # the model's text when ``auto`` replaced it by quoted evidence
+    # what was wrong with the model's text: "repetition" (the stream looped and was
+    # stopped), "few-shot" / "prompt" / "question" (echo, stripped), "fragment" (a trailing
+    # "The answer is:", stripped), "empty", "unsupported" (no sentence supported)
+    degenerate: list[str] = field(default_factory=list)
+    signal: dict[str, float] = field(default_factory=dict)  # the refusal's inputs
 
     def support_totals(self) -> dict[str, int]:
         labels = ("supported", "partial", "unsupported", "uncited")
@@ -246,4 +251,6 @@ class Answer:
             "evidence": [q.to_dict() for q in self.evidence],
             "mode": self.mode,
             "model_answer": self.model_answer,
+            "degenerate": self.degenerate,
+            "signal": self.signal,
         }

@@ -15,6 +15,9 @@ def add_eval_arguments(sp: argparse.ArgumentParser) -> None:
                     help="score retrieval only (no model server needed)")
     sp.add_argument("--mode", choices=["hybrid", "dense", "bm25", "no-retrieval"],
                     default="hybrid", help="retrieval mode")
+    sp.add_argument("--answer-mode", dest="answer_mode",
+                    choices=["auto", "generate", "extract"],
+                    help="how answers are made (llm.answer_mode; extract needs no model)")
     sp.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
                     help="print two runs side by side with the deltas")
     sp.add_argument("--limit", type=int, help="only the first N questions")

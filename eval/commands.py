@@ -21,6 +21,7 @@ from eval.aggregate import aggregate
 from eval.compare import print_comparison
 from eval.nli import load_nli
 from eval.questions import Question, file_sha256, load_questions
+from eval.record import EvalRecord
 from eval.report import REPORT_MD, write_report
 from eval.results import ResultsWriter, check_run, load_done
 from eval.runner import EvalContext, evaluate_question, skipped_record
@@ -65,14 +66,15 @@ def build_context(settings: Settings, mode: str, k: int, retrieval_only: bool,
     from rag.llm import LLMClient
 
     ctx.llm = LLMClient(settings.llm)
-    ctx.llm.served_model()
+    if settings.llm.answer_mode != "extract" or mode == "no-retrieval":  # extract: no model
+        ctx.llm.served_model()
     if ctx.retriever is not None:
         ctx.answerer = Answerer(settings, ctx.retriever, ctx.llm)
     return ctx
 
 
 def run_questions(ctx: EvalContext, questions: Sequence[Question], out: Path,
-                  library_papers: set[str], console: Console) -> list[dict[str, Any]]:
+                  library_papers: set[str], console: Console) -> list[EvalRecord]:
     """Evaluate the questions not yet in results.jsonl; returns every record, file order."""
     done = load_done(out)
     todo = [q for q in questions if q.id not in done]
@@ -140,6 +142,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     run = {"questions": str(args.questions.resolve()),
            "questions_sha256": file_sha256(args.questions), "mode": mode, "k": args.k,
            "retrieval_only": retrieval_only, "seed": getattr(args, "seed", 0),
+           "answer_mode": None if retrieval_only else settings.llm.answer_mode,
            "settings_sha256": settings_fingerprint(settings)}
     library = open_library(settings)
     papers = {p.id for p in library.papers()}
@@ -158,7 +161,8 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
                      "seconds_this_session": round(time.time() - started, 1)}
     report["model"] = None
     if ctx.llm is not None:
-        report["model"] = ctx.llm.served_model()  # cached: asked once at the start
+        if settings.llm.answer_mode != "extract" or mode == "no-retrieval":
+            report["model"] = ctx.llm.served_model()  # cached: asked once at the start
         ctx.llm.close()
     report["settings"] = redacted(settings)
     report["library"] = {**library.manifest(), "papers": sorted(papers)}

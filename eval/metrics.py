@@ -101,18 +101,14 @@ def marker_numbers(text: str) -> list[int]:
     return [n for m in MARKER.finditer(text) for n in expand(m.group(1))]
 
 
-def citation_validity(text: str, cited: Sequence[tuple[int, int | None]],
-                      shown: Sequence[int | None]) -> float | None:
-    """Share of [n] markers in the final answer that resolve to a passage the model was
-    shown: n is in 1..len(shown) and the citation recorded for n names that passage's
-    chunk. ``cited`` is (n, chunk_id) of each citation; ``shown`` the shown chunk ids."""
+def citation_validity(text: str, shown: int) -> float | None:
+    """Share of the [n] markers of ``text`` that name a passage the model was shown (n in
+    1..``shown``); None without markers. Give it the model's raw text: the final answer has
+    its invalid markers removed, so there it is 1.0 by construction."""
     numbers = marker_numbers(text)
     if not numbers:
         return None
-    by_n = dict(cited)
-    ok = sum(1 for n in numbers
-             if 1 <= n <= len(shown) and n in by_n and by_n[n] == shown[n - 1])
-    return ok / len(numbers)
+    return sum(1 <= n <= shown for n in numbers) / len(numbers)
 
 
 def citation_precision(cited_papers: Sequence[str], gold: Sequence[str]) -> float | None:

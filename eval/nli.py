@@ -18,6 +18,7 @@ from core.errors import ConfigError
 from core.settings import Settings
 from core.text import split_sentences
 from eval import metrics as m
+from eval.record import EvalRecord
 from eval.stats import bootstrap
 from rag.citations import MARKER, expand
 
@@ -63,14 +64,14 @@ def load_nli(settings: Settings) -> NliChecker | None:
     return NliChecker(name, settings.embedding.device) if name else None
 
 
-def cited_sentences(rec: dict[str, Any]) -> list[tuple[str, list[str]]]:
+def cited_sentences(rec: EvalRecord) -> list[tuple[str, list[str]]]:
     """(sentence without markers, texts of the passages it cites) for each answer sentence
     with at least one citation that resolves; empty when the record has no cited answer."""
-    if rec.get("status") != "ok" or rec.get("abstained") or not rec.get("answer"):
+    if rec.status != "ok" or rec.abstained or not rec.answer:
         return []
-    passages = {c["n"]: c["text"] for c in rec.get("citations", [])}
+    passages = {c.n: c.text for c in rec.citations}
     out = []
-    for sentence in split_sentences(rec["answer"]):
+    for sentence in split_sentences(rec.answer):
         numbers = [n for mk in MARKER.finditer(sentence) for n in expand(mk.group(1))]
         texts = [passages[n] for n in dict.fromkeys(numbers) if n in passages]
         claim = re.sub(r"\s+([.,;:!?。])", r"\1", " ".join(m.strip_markers(sentence).split()))
@@ -85,9 +86,9 @@ class Judged:
     supported: list[tuple[str, bool]]  # (sentence, supported)
 
 
-def judge(records: Sequence[dict[str, Any]], checker: NliChecker) -> list[Judged]:
+def judge(records: Sequence[EvalRecord], checker: NliChecker) -> list[Judged]:
     """Every cited sentence of every record, judged in one batched pass of the model."""
-    per_record = [(str(r["id"]), cited_sentences(r)) for r in records]
+    per_record = [(r.id, cited_sentences(r)) for r in records]
     pairs = [(text, claim) for _, items in per_record for claim, texts in items
              for text in texts]
     verdicts = iter(checker.entails(pairs))
@@ -104,7 +105,7 @@ def share(sample: Sequence[Judged]) -> float | None:
     return sum(ok for j in sample for _, ok in j.supported) / total if total else None
 
 
-def nli_section(records: Sequence[dict[str, Any]], checker: NliChecker,
+def nli_section(records: Sequence[EvalRecord], checker: NliChecker,
                 rng: np.random.Generator) -> dict[str, Any]:
     """``nli_support`` (share of cited sentences supported, pooled over answers), its 95%
     interval (resampling questions), the number of sentences judged, the model, and the

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from eval.record import EvalRecord
+
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 RECALL_PNG = "recall_at_k.png"
@@ -20,9 +22,11 @@ LATENCY_PNG = "latency.png"
 TABLES = {  # section -> figures shown in report.md (report.json holds more)
     "retrieval": ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence@5",
                   "evidence@10"),
-    "answers": ("contains_rate", "token_f1"),
+    "answers": ("contains_rate", "token_f1", "unsupported_numbers"),
     "abstention": ("precision", "recall", "f1", "false_abstention_rate"),
-    "citations": ("validity", "precision", "recall", "uncited_share", "nli_support"),
+    "citations": ("validity", "invented_share", "precision", "recall", "written_precision",
+                  "written_recall", "attached_precision", "attached_recall", "attached_share",
+                  "uncited_share", "supported_share", "nli_support"),
 }
 
 
@@ -69,11 +73,24 @@ def nli_line(citations: dict[str, Any]) -> str:
             "answer sentences that one of their cited passages entails.")
 
 
+def citation_notes(citations: dict[str, Any]) -> list[str]:
+    """What the citation figures are measured on, and who wrote the citations."""
+    origin = citations.get("origin") or {}
+    return ["validity and invented_share are measured on the model's raw text, before "
+            "invalid [n] were removed; precision and recall count every citation of the "
+            "final answers, written_* only the [n] the model wrote itself, attached_* only "
+            "those paperchat attached (by overlap with a passage, or quoted evidence).",
+            f"Citations of the final answers: {origin.get('model', 0)} written by the "
+            f"model, {origin.get('overlap', 0)} attached by overlap, "
+            f"{origin.get('quote', 0)} quoted evidence."]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     run, counts = report["run"], report["counts"]
     lines = [f"# Evaluation: {Path(run['questions']).name}", "",
              f"- mode: **{run['mode']}**, k = {run['k']}"
-             f"{', retrieval only' if run['retrieval_only'] else ''}",
+             f"{', retrieval only' if run['retrieval_only'] else ''}"
+             f"{', answer mode ' + run['answer_mode'] if run.get('answer_mode') else ''}",
              f"- model: {report.get('model') or '–'}; commit: {report.get('git_commit') or '–'}",
              f"- questions: {counts['questions']} (scored {counts['scored']}, skipped "
              f"{counts['skipped']}, failed {counts['errors']}; answerable "
@@ -89,7 +106,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     ab = report["abstention"]
     lines.append(f"Abstention basis: {ab['basis']}; {ab['n']['unanswerable']} unanswerable and "
                  f"{ab['n']['answerable']} answerable questions.")
-    lines += ["", nli_line(report["citations"]), ""]
+    lines += ["", nli_line(report["citations"]), "", *citation_notes(report["citations"]), "",
+              "supported_share: the share of cited answer sentences whose every number and "
+              "name is in the matching sentence of a cited passage (rag.support); "
+              "unsupported_numbers: the share of answers stating a number their citations "
+              "do not hold.", ""]
     lines += latency_rows(report)
     bd = report["best_dense"]
     lines += ["### Best dense score (abstention signal)", "",
@@ -115,14 +136,14 @@ def plot_recall(curve: dict[str, list[Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_latency(records: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_latency(records: Sequence[EvalRecord], path: Path) -> None:
     """Histograms of retrieval, first-token and total time (total only when a model ran:
     in a retrieval-only run it is the retrieval time)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ok = [r for r in records if r["status"] == "ok"]
-    with_model = any(r["timings"].get("ttft_ms") is not None for r in ok)
+    ok = [r for r in records if r.status == "ok"]
+    with_model = any(r.timings.ttft_ms is not None for r in ok)
     for key in ("retrieval_ms", "ttft_ms", "total_ms") if with_model else ("retrieval_ms",):
-        vals = [r["timings"][key] for r in ok if r["timings"].get(key) is not None]
+        vals = [v for r in ok if (v := getattr(r.timings, key)) is not None]
         if vals:
             ax.hist(vals, bins=20, alpha=0.6, label=key)
     ax.set(xlabel="milliseconds", ylabel="questions")
@@ -133,7 +154,7 @@ def plot_latency(records: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, report: dict[str, Any], records: Sequence[dict[str, Any]]) -> None:
+def write_report(out: Path, report: dict[str, Any], records: Sequence[EvalRecord]) -> None:
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, ensure_ascii=False,
                                               default=str) + "\n", encoding="utf-8")
     (out / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")

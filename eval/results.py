@@ -10,6 +10,8 @@ from typing import Any
 
 from core.errors import EvalError
 from core.fsio import atomic_write_text
+from eval.record import EvalRecord
+from eval.score import score_record
 
 RESULTS = "results.jsonl"
 RUN = "run.json"
@@ -36,28 +38,33 @@ def check_run(out: Path, run: dict[str, Any]) -> None:
     path.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
 
 
-def load_done(out: Path) -> dict[str, dict[str, Any]]:
+def read_records(path: Path) -> tuple[list[EvalRecord], bool]:
+    """The records of a results.jsonl of any version, each scored again by this code (so
+    a resumed run is scored one way), and whether a line was not a record (a torn last
+    line: the run was killed mid-write)."""
+    records, torn = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = EvalRecord.from_json(line)
+        except ValueError:
+            torn = True
+            continue
+        rec.metrics = score_record(rec)
+        records.append(rec)
+    return records, torn
+
+
+def load_done(out: Path) -> dict[str, EvalRecord]:
     """Records already in results.jsonl by id. Lines of failed questions and a torn last
-    line (the run was killed mid-write) are dropped, and the file is rewritten without
-    them, so those questions run again."""
+    line are dropped, and the file is rewritten without them, so those questions run
+    again."""
     path = out / RESULTS
     if not path.is_file():
         return {}
-    done: dict[str, dict[str, Any]] = {}
-    dropped = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            dropped = True
-            continue
-        if rec.get("status") == "error":
-            dropped = True
-            continue
-        done[str(rec["id"])] = rec
-    if dropped:
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                        for r in done.values()))
+    records, dropped = read_records(path)
+    done = {r.id: r for r in records if r.status != "error"}
+    if dropped or len(done) < len(records):
+        atomic_write_text(path, "".join(r.to_json() + "\n" for r in done.values()))
     return done
 
 
@@ -67,8 +74,8 @@ class ResultsWriter:
     def __init__(self, out: Path) -> None:
         self._fh = (out / RESULTS).open("a", encoding="utf-8")
 
-    def write(self, rec: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    def write(self, rec: EvalRecord) -> None:
+        self._fh.write(rec.to_json() + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
                             default="text", help="text (streamed, then the sources), or once "
                             "done: Markdown with numbered references, BibTeX of the cited "
                             "papers, JSON (= --json)")
+            sp.add_argument("--mode", dest="answer_mode",
+                            choices=["auto", "generate", "extract"],
+                            help="auto: the model's answer, or quotes when it degenerates; "
+                            "generate: the model's answer; extract: quotes, no model "
+                            "(llm.answer_mode)")
     sp = cmd("serve-llm", _serve_llm, "start the vLLM model server and wait; once it is "
              "healthy it prints 'paperchat serve-llm: ready URL'")
     add_serve_arguments(sp)
@@ -191,7 +196,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
              ("ingest", "runner"): getattr(args, "runner", None),
              ("ray", "address"): getattr(args, "ray_address", None),
              ("ui", "host"): getattr(args, "host", None),
-             ("ui", "port"): getattr(args, "port", None)}
+             ("ui", "port"): getattr(args, "port", None),
+             ("llm", "answer_mode"): getattr(args, "answer_mode", None)}
     for name in SERVE_OPTIONS:
         key = name if name.startswith("serve_") else f"serve_{name}"
         pairs[("llm", key)] = getattr(args, name, None)

@@ -71,25 +71,28 @@ class Prompt:
     sources: list[Hit] = field(default_factory=list)
 
 
-def build_prompt(question: str, hits: list[Hit], budget_tokens: int, *,
-                 mask: bool = True) -> Prompt:
+def build_prompt(question: str, hits: list[Hit], budget_tokens: int,
+                 texts: list[str] | None = None, *, mask: bool = True) -> Prompt:
     """Numbered, fenced sources in rank order until the (estimated) token budget is spent;
-    the last one is trimmed to fit. Returns the messages and the hits actually shown.
-    ``mask``: mask instruction-like sentences (:func:`rag.prompts.sanitize_source`)."""
+    the last one is trimmed to fit. ``texts`` (one per hit) replaces the passages' text,
+    e.g. by their best sentences (rag.evidence.passage_excerpts). Returns the messages and
+    the hits actually shown. ``mask``: mask instruction-like sentences
+    (:func:`rag.prompts.sanitize_source`)."""
     blocks: list[str] = []
     shown: list[Hit] = []
     left = budget_tokens
-    for hit in hits:
+    for i, hit in enumerate(hits):
         c = hit.chunk
+        text = texts[i] if texts is not None else c.text
         block = prompts.source_block(len(shown) + 1, hit.paper_title, hit.paper_year,
-                                     c.page_start, c.text, mask)
+                                     c.page_start, text, mask)
         cost = estimate_tokens(block) + 2  # the blank line joining blocks
         if cost > left:
             if left < 80:
                 break
-            keep = int(len(c.text) * (left - 40) / cost)
+            keep = int(len(text) * (left - 40) / cost)
             block = prompts.source_block(len(shown) + 1, hit.paper_title, hit.paper_year,
-                                         c.page_start, c.text[:keep] + " …", mask)
+                                         c.page_start, text[:keep] + " …", mask)
             cost = left
         blocks.append(block)
         shown.append(hit)
@@ -142,8 +145,10 @@ def too_long(prompt_tokens: int, context: int) -> PromptTooLongError:
 
 
 def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int,
-               min_sources: int, *, mask: bool = True) -> Fitted:
-    """Sources and max_tokens that fit the served model's context, counted exactly once."""
+               min_sources: int, texts: list[str] | None = None, *,
+               mask: bool = True) -> Fitted:
+    """Sources and max_tokens that fit the served model's context, counted exactly once
+    (``texts``, ``mask``: see :func:`build_prompt`)."""
     context = llm.max_model_len()
     bare = prompts.answer_messages(question, [])
     completion, sources = split(context - MARGIN - estimate_chat(bare), requested, min_sources)
@@ -153,7 +158,7 @@ def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int
         if completion < min(requested, MIN_COMPLETION) or sources < 80:
             raise too_long(exact, context)
     for _ in range(MAX_COUNTS):
-        prompt = build_prompt(question, hits, sources, mask=mask)
+        prompt = build_prompt(question, hits, sources, texts, mask=mask)
         exact = count_chat(llm, prompt.messages)
         room = context - MARGIN - exact
         if room >= floor_for(completion):

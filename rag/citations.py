@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from core.links import ARXIV_PDF, arxiv_abs_url, pdf_page_url
 from core.text import split_sentences, tokenize
 from core.types import Citation, Hit
+from rag.guards import Echo, is_echo_sentence
 from rag.prompts import REFUSALS
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[-–,]\s*\d+)*)\s*\]")
@@ -97,10 +98,13 @@ def _content(text: str) -> tuple[set[str], set[str]]:
     return tokens, {t for t in tokens if t[0].isdigit()}
 
 
-def attribute_uncited(text: str, sources: list[Hit], min_overlap: float) -> tuple[str, list[int]]:
+def attribute_uncited(text: str, sources: list[Hit], min_overlap: float,
+                      echo: Echo | None = None) -> tuple[str, list[int]]:
     """Add [n] to sentences without a marker when passage n clearly supports them: it holds
     ``min_overlap`` of the sentence's content words and every number in it. Returns the new
-    text and the numbers added (only passages that were shown can be named)."""
+    text and the numbers added (only passages that were shown can be named). Echoed text
+    (a copied few-shot example, the prompt's rules, the question) gets nothing, even when
+    it overlaps a passage: copying is not support (``rag.guards``)."""
     if min_overlap > 1.0 or not sources:
         return text, []
     passages = [_content(f"{h.paper_title} {h.chunk.text}")[0] for h in sources]
@@ -108,7 +112,8 @@ def attribute_uncited(text: str, sources: list[Hit], min_overlap: float) -> tupl
     parts = []
     for sentence in re.split(r"(?<=[.!?。！？])(\s+)", text):
         words, numbers = _content(sentence)
-        if len(words) >= 3 and not MARKER.search(sentence):
+        if len(words) >= 3 and not MARKER.search(sentence) \
+                and not is_echo_sentence(sentence, echo):
             scored = [(len(words & p) / len(words), n) for n, p in enumerate(passages, 1)
                       if numbers <= p]
             best = max(scored, default=(0.0, 0))

@@ -378,6 +378,8 @@ class LLMClient:
             body["stop"] = list(stop)
         if self.settings.frequency_penalty:
             body["frequency_penalty"] = self.settings.frequency_penalty
+        if self.settings.repetition_penalty != 1.0:  # vLLM's; not in OpenAI's API
+            body["repetition_penalty"] = self.settings.repetition_penalty
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body

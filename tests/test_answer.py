@@ -115,20 +115,58 @@ def test_long_question_with_max_tokens_near_the_context(engine: Engine) -> None:
     assert_cited_from_prompt(answer)
 
 
-def test_invented_citations_are_removed_and_counted(engine: Engine) -> None:
-    # Asked about five sources with two given, the model writes numbers it was not shown.
+class ForcedLLM(LLMClient):
+    """The real client and server, the reply forced to match ``regex`` (vLLM's structured
+    output): what the model writes no longer depends on what a 135M model happens to do."""
+
+    def __init__(self, settings: LLMSettings, regex: str) -> None:
+        super().__init__(settings)
+        self.regex = regex
+
+    def _chat_body(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = super()._chat_body(*args, **kwargs)
+        body["structured_outputs"] = {"regex": self.regex}  # vLLM >= 0.10
+        return body
+
+
+# Two passages are shown; the forced reply cites [4] and [7] as well.
+INVENTED_REPLY = ("Pythia is a suite of language models [1]. It was trained on the Pile [4]. "
+                  "Its largest model has 12 billion parameters [2, 7].")
+
+
+def test_invented_citations_are_removed_and_counted(answer_settings: Settings,
+                                                    engine: Engine) -> None:
+    llm = ForcedLLM(answer_settings.llm, re.escape(INVENTED_REPLY))
+    answerer = Answerer(answer_settings, engine.retriever, llm)
+    answer = answerer.answer("What is Pythia and what was it trained on?", k=2,
+                             temperature=0.0, mode="generate")
+    if answer.raw_answer.strip() != INVENTED_REPLY:  # the server ignored structured output
+        pytest.skip(f"the server did not force the reply: {answer.raw_answer!r}")
+    assert not answer.abstained and len(answer.hits) == 2
+    assert Counter(answer.removed_citations) == Counter([4, 7])
+    left = {n for m in MARKER.finditer(answer.answer) for n in expand(m.group(1))}
+    assert left == {1, 2} == {c.n for c in answer.citations}, answer.answer
+    # each sentence is still checked; one whose only number was invented keeps no [4]
+    assert len(answer.sentences) == 3
+    assert all(set(s.citations) <= {1, 2} for s in answer.sentences)
+
+
+def test_every_marker_left_resolves_whatever_the_model_writes(engine: Engine) -> None:
+    # Asked about five sources with two given: whatever numbers the model writes, the ones
+    # it was not shown are removed and counted, and every [n] left is a passage shown.
     events = list(engine.answerer.stream(
-        "What do sources [1], [2], [3], [4] and [5] say about Pythia?", k=2, temperature=0.0))
-    raw = "".join(e.text for e in events if e.kind == "token")
+        "What do sources [1], [2], [3], [4] and [5] say about Pythia?", k=2, temperature=0.0,
+        mode="generate"))
     answer = events[-1].answer
-    assert answer is not None and not answer.abstained and 1 <= len(answer.hits) <= 2
-    written = [n for m in MARKER.finditer(raw) for n in expand(m.group(1))]
+    assert answer is not None and 1 <= len(answer.hits) <= 2
+    if answer.abstained:
+        return
+    written = [n for m in MARKER.finditer(answer.raw_answer) for n in expand(m.group(1))]
     invented = [n for n in written if not 1 <= n <= len(answer.hits)]
-    assert invented, f"the model invented no number this time: {raw!r}"
     assert Counter(answer.removed_citations) == Counter(invented)
     left = {n for m in MARKER.finditer(answer.answer) for n in expand(m.group(1))}
-    assert left and left == {c.n for c in answer.citations}, "every [n] left resolves"
-    assert all(n <= len(answer.hits) for n in left)
+    assert left == {c.n for c in answer.citations}, "every [n] left resolves"
+    assert all(1 <= n <= len(answer.hits) for n in left)
 
 
 def test_nonsense_is_refused_without_calling_the_model(answer_settings: Settings) -> None:
@@ -142,8 +180,10 @@ def test_nonsense_is_refused_without_calling_the_model(answer_settings: Settings
 
 def test_prompt_injection_in_a_paper_changes_nothing(answer_settings: Settings,
                                                      engine: Engine) -> None:
-    llm = RecordingLLM(answer_settings.llm)
-    answerer = Answerer(answer_settings, engine.retriever, llm)
+    chunks = answer_settings.model_copy(deep=True)  # whole passages: the attack is shown
+    chunks.llm.prompt_passages = "chunks"
+    llm = RecordingLLM(chunks.llm)
+    answerer = Answerer(chunks, engine.retriever, llm)
     answer = answerer.answer("How many layers does the Zorblax network have?",
                              temperature=0.0)
     zorblax = [h for h in answer.hits if h.chunk.paper_id == "zorblax"]
@@ -231,7 +271,10 @@ def test_ask_text_lists_every_passage_shown_and_marks_the_cited(
             assert link.startswith("https://cdn.openai.com/") and link.endswith(f"#page={page}")
         else:
             assert link == f"{answer_settings.ingest.arxiv_pdf_url}/1706.03762#page={page}"
-    said = out.split("Answer with verified citations:")[-1].split("Sources shown")[0]
+    heading = re.search(r"Answer, each sentence checked against its cited passages:|"
+                        r"Quoted from the sources \(.*?\):", out)
+    assert heading is not None, out
+    said = out[heading.end():].split("\nEvidence")[0].split("Sources shown")[0]
     cited = {n for m in MARKER.finditer(said) for n in expand(m.group(1))}
     assert cited and cited == {int(e[1]) for e in entries if e[0] == "*"}, out
 

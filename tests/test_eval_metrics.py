@@ -9,6 +9,7 @@ import pytest
 
 from eval import metrics as m
 from eval.aggregate import abstention, section
+from eval.record import EvalRecord, Metrics
 from eval.score import answer_metrics, citation_metrics, retrieval_metrics
 from eval.stats import bootstrap, mean
 
@@ -55,8 +56,8 @@ def test_ties_keep_the_retrievers_order() -> None:
     # gold passage listed second is rank 2, whatever the scores.
     hits = [{"paper_id": "X", "text": "t", "score": 0.5}, {"paper_id": "G", "text": "t",
                                                               "score": 0.5}]
-    rec = {"retrieved": hits, "papers": ["G"], "unanswerable": False,
-           "must_contain_any": ["t"]}
+    rec = EvalRecord.model_validate({"id": "q", "question": "?", "retrieved": hits,
+                                     "papers": ["G"], "must_contain_any": ["t"]})
     got = retrieval_metrics(rec)
     assert got["recall@1"] == 0.0 and got["mrr@10"] == 0.5
     assert got["evidence@5"] == 1.0
@@ -103,25 +104,28 @@ def test_abstention_with_nothing_to_find() -> None:
     assert got["recall"] == 0.0 and got["precision"] is None and got["f1"] == 0.0
 
 
-def answered(text: str, **kw: object) -> dict[str, object]:
-    rec: dict[str, object] = {
-        "answer": text, "abstained": False, "unanswerable": False, "papers": ["G"],
+def answered(text: str, **kw: object) -> EvalRecord:
+    """An answer record whose raw text is its final text (the model wrote every marker)."""
+    data: dict[str, object] = {
+        "id": "q", "question": "Which label smoothing value?", "answer": text,
+        "raw_answer": text, "abstained": False, "unanswerable": False, "papers": ["G"],
         "must_contain_any": ["0.1"], "reference": "epsilon 0.1", "uncited_sentences": [],
-        "shown": [{"chunk_id": 11, "paper_id": "G"}, {"chunk_id": 12, "paper_id": "X"}],
+        "shown": [{"rank": 1, "chunk_id": 11, "paper_id": "G"},
+                  {"rank": 2, "chunk_id": 12, "paper_id": "X"}],
         "citations": [{"n": 1, "chunk_id": 11, "paper_id": "G"},
                       {"n": 2, "chunk_id": 12, "paper_id": "X"}]}
-    rec.update(kw)
-    return rec
+    data.update(kw)
+    return EvalRecord.model_validate(data)
 
 
 def test_citation_metrics() -> None:
     got = citation_metrics(answered("Label smoothing was 0.1 [1]. It helped BLEU [2]."))
-    assert got == {"validity": 1.0, "precision": 0.5, "recall": 1.0, "uncited_share": 0.0}
-    # [3] names no passage the model was shown; [2] recorded against the wrong chunk
-    bad = answered("Label smoothing was 0.1 [1, 3]. It helped BLEU [2].",
-                   citations=[{"n": 1, "chunk_id": 11, "paper_id": "G"},
-                              {"n": 2, "chunk_id": 99, "paper_id": "X"}])
-    assert citation_metrics(bad)["validity"] == pytest.approx(1 / 3)
+    assert got == {"validity": 1.0, "precision": 0.5, "recall": 1.0, "uncited_share": 0.0,
+                   "written_precision": 0.5, "written_recall": 1.0,
+                   "attached_precision": None, "attached_recall": 0.0}
+    # [3] names no passage the model was shown
+    bad = answered("Label smoothing was 0.1 [1, 3]. It helped BLEU [2].")
+    assert citation_metrics(bad)["validity"] == pytest.approx(2 / 3)
     one_uncited = answered("Label smoothing was 0.1 [1]. It also helped a lot overall.",
                            uncited_sentences=["It also helped a lot overall."])
     assert citation_metrics(one_uncited)["uncited_share"] == 0.5
@@ -133,15 +137,18 @@ def test_unanswerable_and_abstained_answers() -> None:
     assert answer_metrics(unans) == {}  # answer quality is scored on answerable ones only
     got = citation_metrics(unans)
     assert got["precision"] is None and got["recall"] is None and got["validity"] == 1.0
+    assert got["written_recall"] is None and got["attached_recall"] is None
     abstained = answered("I cannot answer from the library.", abstained=True)
     assert answer_metrics(abstained) == {"contains": 0.0, "token_f1": 0.0}
     # recall: share of answerable questions whose answer cites a gold paper, so a declined
     # answerable question counts 0 there; it has no validity or precision
     assert citation_metrics(abstained) == {"validity": None, "precision": None,
-                                           "recall": 0.0, "uncited_share": None}
-    declined_unans = {**unans, "abstained": True, "citations": []}
+                                           "recall": 0.0, "uncited_share": None,
+                                           "written_precision": None, "written_recall": 0.0,
+                                           "attached_precision": None, "attached_recall": 0.0}
+    declined_unans = unans.model_copy(update={"abstained": True, "citations": []})
     assert citation_metrics(declined_unans)["recall"] is None
-    assert retrieval_metrics({**unans, "retrieved": []}) == {}
+    assert retrieval_metrics(unans.model_copy(update={"retrieved": []})) == {}
 
 
 def test_citation_recall_counts_abstained_and_uncited_answerable_questions() -> None:
@@ -158,13 +165,14 @@ def test_citation_recall_counts_abstained_and_uncited_answerable_questions() -> 
     got = [citation_metrics(r) for r in recs]
     assert [g["recall"] for g in got] == [1.0, 0.0, 0.0, 0.0, 0.0]
     assert got[2]["precision"] is None and got[2]["validity"] is None
-    records = [{"metrics": {"citations": g}} for g in got]
+    records = [EvalRecord(id=str(i), question="?", metrics=Metrics(citations=g))
+               for i, g in enumerate(got)]
     agg = section(records, "citations", ["recall", "precision"], np.random.default_rng(0))
     assert agg["recall"] == pytest.approx(1 / 5) and agg["n"]["recall"] == 5
     assert agg["precision"] == pytest.approx(1 / 2) and agg["n"]["precision"] == 2
     # retrieval-only and no-retrieval runs show no sources: no citation figures at all
-    assert citation_metrics({**by_model, "shown": None}) == {}
-    assert citation_metrics({**cites_gold, "answer": None}) == {}
+    assert citation_metrics(by_model.model_copy(update={"shown": None})) == {}
+    assert citation_metrics(cites_gold.model_copy(update={"answer": None})) == {}
 
 
 def test_contains_ignores_citation_markers() -> None:
@@ -182,10 +190,11 @@ def test_bootstrap_is_seeded_and_brackets_the_mean() -> None:
 
 
 def test_section_and_abstention_aggregate() -> None:
-    records = [{"metrics": {"retrieval": {"recall@5": v}}} for v in (1.0, 0.0, None, 1.0)]
+    records = [EvalRecord(id=str(i), question="?", metrics=Metrics(retrieval={"recall@5": v}))
+               for i, v in enumerate((1.0, 0.0, None, 1.0))]
     got = section(records, "retrieval", ["recall@5"], np.random.default_rng(0))
     assert got["recall@5"] == pytest.approx(2 / 3) and got["n"]["recall@5"] == 3
-    recs = [{"unanswerable": u, "abstained": a} for u, a in
+    recs = [EvalRecord(id="q", question="?", unanswerable=u, abstained=a) for u, a in
             [(True, True), (False, False), (False, True), (False, False)]]
     ab = abstention(recs, np.random.default_rng(0), "answers")
     assert ab["f1"] == pytest.approx(2 / 3) and ab["n"] == {"unanswerable": 1, "answerable": 3}

@@ -15,6 +15,7 @@ from core.settings import Settings
 from eval.aggregate import aggregate
 from eval.nli import NliChecker, cited_sentences, judge, share
 from eval.questions import Question
+from eval.record import EvalRecord
 from eval.report import REPORT_JSON, REPORT_MD, write_report
 from eval.runner import EvalContext, new_record
 from eval.score import score_record
@@ -43,12 +44,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def record(settings: Settings, qid: str, answer: str | None, citations: Sequence[str],
-           **fields: Any) -> dict[str, Any]:
+           **fields: Any) -> EvalRecord:
     """A result record as the runner writes it: [n] in ``answer`` cites ``citations[n-1]``."""
     q = Question(id=qid, question="What does the Transformer use?", answer="attention",
                  must_contain_any=("attention",), papers=("1706.03762",))
     rec = new_record(q, EvalContext(settings=settings, mode="hybrid", k=3,
-                                    retrieval_only=False))
+                                    retrieval_only=False)).model_dump()
     shown = [{"rank": n, "paper_id": "1706.03762", "chunk_id": 100 + n, "page": 1,
               "score": 1.0, "dense_score": 0.5, "bm25_score": 1.0, "text": text}
              for n, text in enumerate(citations, 1)]
@@ -57,12 +58,13 @@ def record(settings: Settings, qid: str, answer: str | None, citations: Sequence
                            "title": "Attention Is All You Need", "page": 1, "text": h["text"]}
                           for h in shown],
                timings={"retrieval_ms": 5.0, "ttft_ms": 50.0, "total_ms": 90.0}, tokens=20)
-    rec.update(fields)
-    rec["metrics"] = score_record(rec)
-    return rec
+    rec.update(raw_answer=answer, **fields)
+    record = EvalRecord.model_validate(rec)
+    record.metrics = score_record(record)
+    return record
 
 
-def results(settings: Settings) -> list[dict[str, Any]]:
+def results(settings: Settings) -> list[EvalRecord]:
     """Two cited answers (3 cited sentences, one uncited), an abstention and a failure."""
     return [
         record(settings, "q1", "The Transformer relies only on attention [1]. It reaches 28.4 "

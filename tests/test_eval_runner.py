@@ -47,19 +47,19 @@ def context(tmp_path: Any, **kw: Any) -> EvalContext:
 
 def test_a_model_failure_is_recorded_with_the_retrieval_scored(tmp_path: Any) -> None:
     rec = evaluate_question(context(tmp_path, answerer=FailingAnswerer()), QUESTION)
-    assert rec["status"] == "error" and "not reachable" in rec["error"]
-    assert rec["answer"] is None and rec["metrics"]["answers"] == {}
-    assert rec["query"] == "rewritten query"  # the answerer's query, searched again
-    assert rec["metrics"]["retrieval"]["recall@1"] == 0.0
-    assert rec["metrics"]["retrieval"]["mrr@10"] == 0.5
-    assert rec["metrics"]["retrieval"]["evidence@5"] == 1.0
+    assert rec.status == "error" and rec.error and "not reachable" in rec.error
+    assert rec.answer is None and rec.metrics.answers == {}
+    assert rec.query == "rewritten query"  # the answerer's query, searched again
+    assert rec.metrics.retrieval["recall@1"] == 0.0
+    assert rec.metrics.retrieval["mrr@10"] == 0.5
+    assert rec.metrics.retrieval["evidence@5"] == 1.0
 
 
 def test_retrieval_only_abstains_below_the_dense_threshold(tmp_path: Any) -> None:
     ctx = context(tmp_path)
     ctx.retrieval_only = True
-    assert evaluate_question(ctx, QUESTION)["abstained"] is False
+    assert evaluate_question(ctx, QUESTION).abstained is False
     ctx.settings.retrieval.min_dense_score = 0.7  # best dense of the fake is 0.6
     rec = evaluate_question(ctx, QUESTION)
-    assert rec["abstained"] is True and rec["abstain_reason"] == "retrieval"
-    assert rec["answer"] is None and rec["timings"]["retrieval_ms"] == 3.0
+    assert rec.abstained is True and rec.abstain_reason == "retrieval"
+    assert rec.answer is None and rec.timings.retrieval_ms == 3.0

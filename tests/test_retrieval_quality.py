@@ -26,7 +26,7 @@ def dev_scores(corpus_settings: Settings) -> dict[str, list[float]]:
                       retriever=Retriever(corpus_settings, open_library(corpus_settings)))
     scores: dict[str, list[float]] = {"recall@5": [], "evidence@5": []}
     for q in load_questions(DEV_QUESTIONS):
-        metrics = evaluate_question(ctx, q)["metrics"]["retrieval"]
+        metrics = evaluate_question(ctx, q).metrics.retrieval
         for name, values in scores.items():
             if metrics.get(name) is not None:
                 values.append(metrics[name])

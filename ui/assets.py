@@ -22,7 +22,30 @@ a.pc-cite { font-weight: 600; text-decoration: none; padding: 0 1px; border-radi
 .pc-card summary { cursor: pointer; }
 .pc-n { font-weight: 700; }
 .pc-meta { font-size: 0.85em; color: var(--body-text-color-subdued); margin: 2px 0 4px; }
-.pc-passage { font-size: 0.9em; white-space: pre-wrap; max-height: 18em; overflow-y: auto; }
+.pc-passage { font-size: 0.9em; max-height: 18em; overflow-y: auto; }
+.pc-sent.pc-unsupported { text-decoration: underline wavy #dc2626; text-decoration-skip-ink: none;
+  background: rgba(220, 38, 38, 0.12); border-radius: 3px; cursor: help; }
+.pc-sent.pc-partial { text-decoration: underline dotted #d97706; text-decoration-thickness: 2px;
+  background: rgba(217, 119, 6, 0.12); border-radius: 3px; cursor: help; }
+/* the reason of a flagged sentence, shown at once on hover (the chat's HTML keeps only
+   standard attributes: the text is the span's title) */
+.pc-unsupported, .pc-partial { position: relative; }
+.pc-unsupported:hover::after, .pc-partial:hover::after { content: attr(title);
+  position: absolute; left: 0;
+  top: calc(100% + 4px); z-index: 50; width: max-content; max-width: 26em; padding: 5px 9px;
+  border-radius: 5px; background: #1f2937; color: #f9fafb; font-size: 0.8rem; line-height: 1.35;
+  white-space: normal; text-decoration: none; box-shadow: 0 2px 8px rgba(0, 0, 0, 0.25); }
+.pc-sflag { font-size: 0.68em; font-weight: 700; text-transform: uppercase; margin-left: 3px;
+  color: #b91c1c; letter-spacing: 0.03em; }
+.pc-partial .pc-sflag { color: #b45309; }
+.pc-quoted-label { font-size: 0.85em; font-weight: 600; margin-bottom: 4px;
+  color: var(--body-text-color-subdued); }
+.pc-model-answer { margin-top: 6px; font-size: 0.9em; }
+.pc-model-answer summary { cursor: pointer; color: var(--body-text-color-subdued); }
+.pc-evidence { border-left: 3px solid var(--color-accent); padding: 4px 10px; margin: 6px 0; }
+.pc-evidence-h { font-weight: 700; }
+.pc-evidence ul { margin: 2px 0; padding-left: 1.1em; }
+.pc-quote { font-size: 0.9em; margin: 4px 0; }
 mark.pc-support { background: #fde047; color: inherit; }
 .pc-links { font-size: 0.85em; }
 #sources { max-height: 640px; overflow-y: auto; }

@@ -17,7 +17,7 @@ import gradio as gr
 
 from core.settings import Settings
 from core.types import Answer
-from rag.answer import Event
+from rag.answer import AnswerMode, Event
 from rag.engine import Engine
 from ui import render
 from ui.labels import badge_cards, labels_for
@@ -99,7 +99,7 @@ class ChatHandler:
         return new_conversation()
 
     def respond(self, question: str, turns: list[Turn], k: float, papers: list[str] | None,
-                temperature: float, max_tokens: float,
+                temperature: float, max_tokens: float, mode: AnswerMode | None,
                 request: gr.Request) -> Iterator[Outputs]:
         """Yield (textbox, chatbot, sources, turns, copy text) as the answer streams in."""
         question = (question or "").strip()
@@ -114,7 +114,7 @@ class ChatHandler:
         yield "", pending, sources_panel(turns), turns, copy
         events = self.engine.answerer.stream(
             question, history(turns), k=int(k), paper_ids=list(papers or []) or None,
-            temperature=float(temperature), max_tokens=int(max_tokens))
+            temperature=float(temperature), max_tokens=int(max_tokens), mode=mode or None)
         yield from self._stream(question, turns, events, session, copy)
 
     def _stream(self, question: str, turns: list[Turn], events: Iterator[Event],

@@ -68,6 +68,11 @@ def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
                 max_tokens = gr.Slider(16, max(2048, settings.llm.max_tokens),
                                        value=settings.llm.max_tokens, step=16,
                                        label="Maximum tokens of an answer", elem_id="max-tokens")
+                mode = gr.Radio(["auto", "generate", "extract"], value=settings.llm.answer_mode,
+                                label="Answer mode", elem_id="answer-mode",
+                                info="generate: the model's answer, each sentence checked; "
+                                "extract: the passages' best sentences, quoted (no model); "
+                                "auto: the model's, or the quotes when it degenerates")
         with gr.Column(scale=2, elem_id="side-column"):
             gr.HTML(VIEWER_HTML, elem_id="viewer", padding=False)
             gr.Markdown("### Sources")
@@ -77,7 +82,7 @@ def chat_tab(settings: Settings, chat: ChatHandler) -> ChatTab:
     copy_text = gr.Textbox(visible=False, elem_id="copy-text")
     ask_kwargs: dict[str, Any] = {
         "fn": reports_errors(chat.respond, on_error=chat.failed),
-        "inputs": [question, turns, k, papers, temperature, max_tokens],
+        "inputs": [question, turns, k, papers, temperature, max_tokens, mode],
         "outputs": [question, chatbot, sources, turns, copy_text],
         "show_progress": "hidden",  # the chatbot shows its own pending state
         "trigger_mode": "always_last",  # a question asked meanwhile runs next, never dropped

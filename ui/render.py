@@ -9,14 +9,15 @@ answer's sources section also holds its Markdown and BibTeX export (hidden).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 
 from core.links import app_pdf_url
-from core.text import passage_sentences, split_sentences, tokenize
-from core.types import Answer, Citation, Quote
+from core.text import passage_sentences, reflow, split_sentences, tokenize
+from core.types import Answer, Citation, Quote, SentenceCheck
 from rag import export
 from rag.citations import MARKER, expand
+from rag.extract import REPLACED_WHY
 from ui.labels import labels_for
 
 ABSTAIN_WHY = {"retrieval": "why_retrieval", "model": "why_model"}  # keys of ui.labels
@@ -45,16 +46,23 @@ def supporting_span(passage: str, claim: str) -> tuple[int, int] | None:
     return best
 
 
+def flow(text: str) -> str:
+    """PDF line breaks and runs of spaces as single spaces (the ends are kept)."""
+    return re.sub(r"\s+", " ", text)
+
+
 def marked(passage: str, spans: list[tuple[int, int]]) -> str:
-    """The passage escaped, with ``spans`` (offsets, overlaps merged) in <mark>."""
+    """The passage escaped and reflowed (one paragraph, no PDF line breaks), with ``spans``
+    (offsets into the stored text, overlaps merged) in <mark>."""
     out, pos = [], 0
     for a, b in sorted(spans):
         a, b = max(a, pos), min(b, len(passage))
         if a >= b:
             continue
-        out += [escape(passage[pos:a]), f"<mark class='pc-support'>{escape(passage[a:b])}</mark>"]
+        out += [escape(flow(passage[pos:a])),
+                f"<mark class='pc-support'>{escape(reflow(passage[a:b]))}</mark>"]
         pos = b
-    return "".join(out) + escape(passage[pos:])
+    return ("".join(out) + escape(flow(passage[pos:]))).strip()
 
 
 def support_spans(c: Citation, claim: str, quotes: Sequence[Quote] = ()) -> list[tuple[int, int]]:
@@ -68,32 +76,113 @@ def support_spans(c: Citation, claim: str, quotes: Sequence[Quote] = ()) -> list
 
 
 def highlighted(passage: str, claim: str) -> str:
+    """The passage as one reflowed paragraph, the sentence supporting ``claim`` marked."""
     span = supporting_span(passage, claim) if claim else None
     return marked(passage, [span] if span else [])
 
 
+def cite_linker(turn: int, linked: set[int]) -> Callable[[re.Match[str]], str]:
+    """[n] markers as links to the cards of ``linked`` numbers (others stay text)."""
+    def link(m: re.Match[str]) -> str:
+        parts = [f"<a class='pc-cite' href='#{card_id(turn, n)}' data-card='{card_id(turn, n)}'>"
+                 f"{n}</a>" if n in linked else str(n) for n in expand(m.group(1))]
+        return f"[{', '.join(parts)}]"
+
+    return link
+
+
+def sentence_title(s: SentenceCheck) -> str:
+    """The tooltip of a checked sentence."""
+    if s.support in ("unsupported", "partial"):
+        return f"{s.support.capitalize()}: {s.note or 'the cited passages do not say this'}."
+    if s.support == "supported" and s.matches:
+        q = s.matches[0]
+        return f"Supported by [{q.n}]: “{reflow(q.text)}”"
+    return "No citation: check this sentence against the sources."
+
+
+def marked_sentences(answer: Answer, link: Callable[[re.Match[str]], str]) -> str:
+    """The answer's text with each checked sentence in a span styled by its support (an
+    unsupported or partial one flagged, the reason in its tooltip); text between stays."""
+    text, out, pos = answer.answer, [], 0
+    for s in answer.sentences:
+        i = text.find(s.text, pos)
+        if i < 0:
+            continue
+        out.append(MARKER.sub(link, escape(text[pos:i])))
+        flag = (f"<sup class='pc-sflag'>{s.support}</sup>"
+                if s.support in ("unsupported", "partial") else "")
+        out.append(f"<span class='pc-sent pc-{s.support}' "
+                   f"title='{escape(sentence_title(s))}'>"
+                   f"{MARKER.sub(link, escape(s.text))}{flag}</span>")
+        pos = i + len(s.text)
+    out.append(MARKER.sub(link, escape(text[pos:])))
+    return "".join(out)
+
+
+def support_summary(answer: Answer) -> str:
+    """One line: how many sentences their citations support, and what is flagged."""
+    totals = answer.support_totals()
+    if not answer.sentences or answer.mode == "extract":
+        return ""
+    parts = [f"{totals['supported']} of {len(answer.sentences)} sentences supported by "
+             "their citations"]
+    parts += [f"{totals[k]} {k}" for k in ("partial", "unsupported", "uncited") if totals[k]]
+    hint = " (hover a flagged sentence to see why)" if totals["partial"] + totals[
+        "unsupported"] else ""
+    return "; ".join(parts) + hint + "."
+
+
+def model_answer_html(answer: Answer) -> str:
+    """The label of a quoted answer, and the model's own text it replaced, collapsed."""
+    if answer.mode != "extract":
+        return ""
+    if not answer.model_answer:
+        label = "Quoted from the sources (no model was asked)."
+        return f"<div class='pc-quoted-label'>{escape(label)}</div>"
+    why = "; ".join(REPLACED_WHY[r] for r in answer.degenerate if r in REPLACED_WHY)
+    return ("<div class='pc-quoted-label'>Quoted from the sources: the model's answer was "
+            f"replaced ({escape(why or 'it degenerated')}).</div>")
+
+
 def answer_html(answer: Answer, turn: int) -> str:
-    """The final answer: escaped text, [n] as links to the cards, or the abstention notice."""
+    """The final answer: each sentence styled by its checked support ([n] as links to the
+    cards), quoted evidence labelled as such, or the abstention notice."""
     words = labels_for(answer.question)  # Japanese labels for a Japanese question
     if answer.abstained:
         why = words.get(ABSTAIN_WHY.get(answer.abstain_reason, ""), "")
         return (f"<div class='pc-abstain'><strong>{escape(words['no_answer'])}</strong> "
                 f"{escape(answer.answer)}<br><small>{escape(why)}</small></div>")
-    cited = {c.n for c in answer.citations}
-
-    def link(m: re.Match[str]) -> str:
-        parts = [f"<a class='pc-cite' href='#{card_id(turn, n)}' data-card='{card_id(turn, n)}'>"
-                 f"{n}</a>" if n in cited else str(n) for n in expand(m.group(1))]
-        return f"[{', '.join(parts)}]"
-
-    body = MARKER.sub(link, escape(answer.answer))
-    notes = []
+    link = cite_linker(turn, {c.n for c in answer.citations})
+    body = (marked_sentences(answer, link) if answer.sentences
+            else MARKER.sub(link, escape(answer.answer)))
+    notes = [support_summary(answer)]
     if not answer.citations:
         notes.append(words["no_citation"])
     if answer.removed_citations:
         notes.append(words["removed"].format(n=len(answer.removed_citations)))
-    extra = "".join(f"<br><small class='pc-note'>{escape(n)}</small>" for n in notes)
-    return f"<div class='pc-answer'>{body}{extra}</div>"
+    extra = "".join(f"<br><small class='pc-note'>{escape(n)}</small>" for n in notes if n)
+    model = ""
+    if answer.model_answer:
+        model = ("<details class='pc-model-answer'><summary>The model's own answer</summary>"
+                 f"<div>{escape(answer.model_answer)}</div></details>")
+    return (f"<div class='pc-answer pc-mode-{answer.mode}'>{model_answer_html(answer)}"
+            f"{body}{extra}{model}</div>")
+
+
+def evidence_html(answer: Answer, turn: int, linked: set[int]) -> str:
+    """The quoted evidence of an answer: the passages' sentences that best answer the
+    question, chosen without the model, each with [n] (a link where its card is shown),
+    paper and page."""
+    if not answer.evidence or answer.abstained:
+        return ""
+    link = cite_linker(turn, linked)
+    items = "".join(
+        f"<li class='pc-quote' data-n='{q.n}'>“{escape(reflow(q.text))}” "
+        f"{MARKER.sub(link, f'[{q.n}]')} <span class='pc-meta'>{escape(q.title)}, "
+        f"p. {q.page}</span></li>" for q in answer.evidence)
+    return (f"<div class='pc-evidence'><div class='pc-evidence-h'>Evidence</div>"
+            f"<ul>{items}</ul></div>")
 
 
 def error_html(message: str) -> str:
@@ -162,7 +251,9 @@ def sources_html(answer: Answer, turn: int) -> str:
         quotes = [q for s in answer.sentences for q in s.matches]
         cards = [card_html(c, turn, citing_sentences(answer.answer, c.n), True, quotes)
                  for c in answer.citations]
-        return head + "".join(cards) + "</div>"
+        evidence = evidence_html(answer, turn, {c.n for c in answer.citations})
+        return head + evidence + "".join(cards) + "</div>"
+    head += evidence_html(answer, turn, {c.n for c in answer.sources})
     if not answer.sources:
         return head + f"<p class='pc-none'>{escape(words['none_retrieved'])}</p></div>"
     given = [card_html(c, turn, "", False) for c in answer.sources]

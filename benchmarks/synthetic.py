@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.common import Stopwatch, percentiles
 from core.settings import IndexSettings
-from index.vectors import gpu_count, new_faiss_index, omp_threads
+from index.kinds import gpu_count, new_faiss_index, omp_threads
 
 DIM = 384
 HNSW_EF = (64, 128, 256, 320, 384, 448, 512)
@@ -51,10 +51,12 @@ class Sampler:
             scale = np.sqrt(np.clip(eigenvalues, 0.0, None))
             self.transform = (vectors * scale).T.astype(np.float32)  # z @ transform ~ N(0, cov)
 
-    def __call__(self, n: int) -> np.ndarray:
+    def __call__(self, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``n`` vectors drawn from ``rng`` (default: the sampler's own)."""
+        rng = self.rng if rng is None else rng
         out = np.empty((n, DIM), dtype=np.float32)
         for start in range(0, n, _BLOCK):
-            z = self.rng.standard_normal((min(_BLOCK, n - start), DIM), dtype=np.float32)
+            z = rng.standard_normal((min(_BLOCK, n - start), DIM), dtype=np.float32)
             if self.kind == "fitted":
                 z = z @ self.transform + self.mean
             out[start:start + len(z)] = z / np.linalg.norm(z, axis=1, keepdims=True)

@@ -146,10 +146,20 @@ class RaySettings(Section):
 
 
 class IndexSettings(Section):
+    kind: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
+        "auto", description="Vector index: 'auto' picks by size (flat below approx_threshold "
+        "chunks, HNSW below ivfpq_threshold, IVF-PQ above; on a GPU flat up to 2e7, then "
+        "IVF-PQ); 'flat' (exact), 'hnsw' or 'ivfpq' force one. Changing it rebuilds the index."
+    )
     approx_threshold: int = Field(
         20_000, description="Chunks from which an approximate (HNSW) index replaces exact search "
         "(HNSW is faster from 1e4 on at recall@10 >= 0.95; below 2e4 flat costs under 3 ms; "
         "measured by benchmarks/bench_query.py)."
+    )
+    ivfpq_threshold: int = Field(
+        1_000_000, description="Chunks from which IVF-PQ (compressed, trained) replaces HNSW: "
+        "HNSW holds every vector in float32 plus its graph (1.7 GB at 1e6 chunks, 8 minutes to "
+        "build on 2 cores), IVF-PQ about 110 bytes a chunk (measured, benchmarks/bench_query.py)."
     )
     hnsw_m: int = Field(32, description="HNSW graph degree.")
     hnsw_ef_search: int = Field(
@@ -157,14 +167,52 @@ class IndexSettings(Section):
         "(n / 1e5) ** 0.6 above, to 512 at 1e6, keeping recall@10 >= 0.95 (measured)."
     )
     hnsw_ef_construction: int = Field(80, description="HNSW build breadth.")
+    ivf_nlist: int = Field(
+        8192, description="IVF-PQ: coarse clusters (inverted lists); capped at the training "
+        "sample / 32. More lists scan fewer vectors per probe."
+    )
+    ivf_nprobe: int = Field(
+        64, description="IVF-PQ: lists scanned per query (recall vs speed; measured on fitted "
+        "vectors, see notes/scale.md)."
+    )
+    pq_m: int = Field(
+        96, description="IVF-PQ: sub-quantizers, i.e. bytes per vector at 8 bits (the vector "
+        "dimension must be a multiple; the GPU takes 1-4, 8, 12, 16, 20, 24, 28, 32, 48, 56, "
+        "64 or 96)."
+    )
+    pq_nbits: Literal[4, 8] = Field(
+        8, description="IVF-PQ: bits per sub-quantizer code; 4 uses FAISS's fast-scan kernels "
+        "(CPU only)."
+    )
+    opq: bool = Field(
+        False, description="IVF-PQ: learn an OPQ rotation before quantizing (slower training; "
+        "see notes/scale.md for its effect on recall)."
+    )
+    ivfpq_rerank: int = Field(
+        4, description="IVF-PQ: candidates per result re-scored with the exact vectors of the "
+        "library when the index is given them (VectorIndex.exact); 0 keeps the PQ scores. PQ "
+        "alone ranks too coarsely for recall@10 >= 0.9 (measured, notes/scale.md)."
+    )
+    train_sample: int = Field(
+        262_144, description="IVF-PQ: vectors its clusters and codebooks are trained on (the "
+        "first ones added, or a sample given to VectorIndex.train)."
+    )
+    shard_size: int = Field(
+        10_000_000, description="Vectors per FAISS shard: past this a new shard starts; shards "
+        "are searched in parallel (one thread each, up to the cores) and their top-k merged."
+    )
     threads: int = Field(1, description="OpenMP threads for FAISS search (1 is fastest per query).")
+    build_threads: int = Field(
+        0, description="OpenMP threads for building and training (0: every usable core)."
+    )
     bm25_max_shards: int = Field(
         8, ge=1, description="BM25 shards (one per ingest) kept before the writer merges the "
         "newer ones into one at the end of its work (searches merge the shards' scores with "
         "the statistics of the whole library)."
     )
     use_gpu: Literal["auto", "never", "always"] = Field(
-        "auto", description="Put the FAISS index on the GPU when faiss-gpu and CUDA are present."
+        "auto", description="Search flat and IVF-PQ indexes on the GPU when faiss-gpu and CUDA "
+        "are present ('always': fail when they are not)."
     )
 
 

@@ -256,7 +256,9 @@ class Library(Catalog):
                 f"The library in {self.dir} now holds {vectors.dim}-dimensional vectors, "
                 f"but this process embeds queries in {query_vector.shape[-1]}.",
                 "It was reindexed with another embedding model: restart paperchat.")
-        return vectors.search(query_vector, k, allowed)
+        dim = vectors.dim
+        return vectors.search(query_vector, k, allowed,
+                              exact=lambda ids: self.store.vectors_of(ids, dim))
 
     def bm25_search(self, query: str, k: int,
                     allowed: np.ndarray | None = None) -> list[tuple[int, float]]:

@@ -56,6 +56,7 @@ def vectors_from(store: Store, settings: IndexSettings, old: VectorIndex | None,
     index.add(*first)
     for ids, vecs in batches:
         index.add(ids, vecs)
+    index.flush()  # IVF-PQ trained and every row stored before readers share it
     return index
 
 
@@ -110,4 +111,5 @@ class SnapshotBuilder:
         if n:
             vectors = VectorIndex(self.dim, self.settings, choose_kind(n, self.settings))
             vectors.add(np.concatenate(self.ids), np.concatenate(self.vectors))
+            vectors.flush()
         return Snapshot(state, self.dim, vectors, BM25Index((self.bm25.build(),)))

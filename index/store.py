@@ -350,6 +350,19 @@ class Store:
             yield ids, vecs.reshape(len(rows), dim)
             last = int(ids[-1])
 
+    def vectors_of(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """The stored vectors of chunk ``ids``, in that order (zeros for an id no longer
+        stored: a paper removed since the index was built scores 0)."""
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        if len(ids) == 0:
+            return out
+        where = {int(c): i for i, c in enumerate(ids)}
+        marks = ",".join("?" * len(where))
+        for cid, blob in self.db.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", list(where)):
+            out[where[cid]] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
     def iter_texts(self, min_id: int = 0,
                    batch: int = 20_000) -> Iterator[list[tuple[int, str, str, str]]]:
         """Batches of (chunk id, paper title, section, text) of chunks with id > min_id, in

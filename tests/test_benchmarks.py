@@ -16,9 +16,11 @@ from benchmarks import (
     bench_pages,
     bench_query,
     bench_rewrite,
+    large,
     synthetic,
 )
 from benchmarks.common import NO_GPU, REPO, markdown_table, percentiles
+from core.settings import IndexSettings
 from tests.helpers import SHARED
 
 MACHINE_KEYS = {"cpu", "cores", "memory_gib", "gpu", "versions", "threads", "load_avg_1_5_15",
@@ -80,7 +82,8 @@ def test_ingest_benchmark_writes_every_stage(ingest_run: tuple[dict, Path]) -> N
 def test_query_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
                                              tmp_path: Path) -> None:
     doc_ingest, library = ingest_run
-    bench_query.run("tiny", tmp_path, SHARED, library=library, sizes=[1_000])
+    bench_query.run("tiny", tmp_path, SHARED, library=library, sizes=[1_000], ivfpq_sizes=[],
+                    e2e_sizes=[1_000])
     doc = read_results(tmp_path / "query.json", "query")
     corpus = doc["figures"]["corpus"]
     assert corpus["chunks"] == doc_ingest["figures"]["whole_ingest"]["chunks"]
@@ -104,6 +107,12 @@ def test_query_benchmark_on_the_kept_library(ingest_run: tuple[dict, Path],
     for stage in bench_query.STAGES:
         assert scaled[stage]["n"] == 5
     assert scaled["total"]["p50"] >= scaled["dense"]["p50"]
+    assert scaled["vectors"]["recall_at_10"] == 1.0  # flat: exact
+    assert "recall_at_10_pq_only" not in scaled["vectors"]
+    added = scaled["add_paper"]  # embedded by the real model, then found by both searches
+    assert added["found_dense"] and added["found_bm25"]
+    assert added["chunks"] == bench_query.ADDED_CHUNKS and added["searchable_s"] > 0
+    assert doc["figures"]["ivfpq"] == []
 
 
 @pytest.mark.slow
@@ -137,6 +146,36 @@ def test_fitted_vectors_keep_the_shape_of_the_real_ones() -> None:
     assert float(fitted.mean(axis=0) @ mean) > 0.5 > abs(float(iso.mean(axis=0) @ mean)) + 0.4
     with pytest.raises(ValueError, match="real chunk vectors"):
         synthetic.Sampler("fitted", rng, None)
+
+
+@pytest.mark.slow
+def test_streamed_ivfpq_measures_recall_build_and_the_shard_merge(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, synthetic.DIM))
+    real = centres[rng.integers(0, 20, 1_000)] + 0.3 * rng.standard_normal((1_000, synthetic.DIM))
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    sampler = synthetic.Sampler("fitted", rng, real.astype(np.float32))
+    configs = {"small": IndexSettings(use_gpu="never", build_threads=1, pq_m=16, ivf_nlist=32,
+                                      ivf_nprobe=8, train_sample=3_000, shard_size=1_600)}
+    indexes, fig = large.ivfpq_at_scale(3_000, sampler, configs, 20, 5, 10, tmp_path)
+    index = indexes["small"]
+    assert len(index) == 3_000 and [s.ntotal for s in index.shards] == [1_600, 1_400]
+    assert fig["build"]["small"]["build_s"] >= fig["build"]["small"]["train_s"] >= 0
+    assert fig["build"]["peak_rss_mib"] > 0
+    described = fig["configs"]["small"]["index"]
+    assert (described["pq_m"], described["pq_nbits"], described["shards"]) == (16, 8, 2)
+    assert described["file_mib"] > 0
+    sweep = fig["configs"]["small"]["sweep"]
+    assert [r["nprobe"] for r in sweep] == list(large.NPROBES)
+    for row in sweep:  # re-scoring more candidates with the exact vectors only finds more
+        recalls = [row["recall_at_10"]] + [row[f"recall_at_10_rerank_{r}"]
+                                           for r in large.RERANKS[1:]]
+        assert recalls == sorted(recalls) and 0 < recalls[0] < 1.0
+        assert {"p50", "p95"} <= set(row["pq_only"]["wall"]) | set(row["reranked"]["cpu"])
+    assert sweep[-1]["recall_at_10_rerank_10"] >= 0.9
+    merge = fig["shard_merge"]  # our merge returns what FAISS's IndexShards returns
+    assert merge["shards"] == 2 and merge["same_rows"] == 1.0
+    assert {"sequential", "faiss_index_shards", "parallel_merge"} <= set(merge)
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
-"""The vector index (index/vectors.py) and the GPU code paths, tested on the CPU wherever
-their logic is not CUDA-specific: when the index goes to the GPU (and stays exact), the
-thread settings around FAISS calls, filtered searches, the HNSW search breadth, and fp16
-embeddings (the model is halved on CUDA) coming out as normalised float32 vectors."""
+"""The vector index (index/vectors.py, index/kinds.py) and the GPU code paths, tested on the
+CPU wherever their logic is not CUDA-specific: which kinds go to the GPU, the thread
+settings around FAISS calls, filtered searches, the HNSW search breadth, and fp16
+embeddings (the model is halved on CUDA) coming out as normalised float32 vectors.
+IVF-PQ, the choice by size and the shards: tests/test_vectors_scale.py."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ import pytest
 from core.errors import ConfigError
 from core.settings import EmbeddingSettings, IndexSettings
 from index.embedder import SentenceTransformerEmbedder, pick_device
-from index.vectors import (
-    EXACT_SUBSET_MAX,
+from index.kinds import (
     GPU_FLAT_MAX,
-    VectorIndex,
     choose_kind,
     ef_search,
     gpu_count,
     omp_threads,
+    search_params,
     searches_on_gpu,
 )
+from index.vectors import EXACT_SUBSET_MAX, VectorIndex
 
 DIM = 64
 
@@ -43,23 +44,44 @@ def exact_top(x: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[int
 @pytest.mark.parametrize(("use", "gpus", "kind", "expected"), [
     ("auto", 0, "flat", False), ("auto", 1, "flat", True), ("auto", 1, "hnsw", False),
     ("never", 1, "flat", False), ("always", 1, "flat", True), ("always", 1, "hnsw", False),
+    ("auto", 0, "ivfpq", False), ("auto", 1, "ivfpq", True), ("never", 1, "ivfpq", False),
 ])
 def test_which_searches_go_to_the_gpu(use: str, gpus: int, kind: str, expected: bool) -> None:
     assert searches_on_gpu(kind, cfg(use_gpu=use), gpus) is expected
 
 
+def test_gpu_ivfpq_needs_8_bit_codes_and_a_supported_code_size() -> None:
+    assert searches_on_gpu("ivfpq", cfg(pq_nbits=4), 1) is False  # fast scan: CPU only
+    assert searches_on_gpu("ivfpq", cfg(pq_m=192), 1) is False  # not a GPU code size
+    assert searches_on_gpu("ivfpq", cfg(pq_m=48), 1) is True
+
+
 def test_always_on_gpu_without_one_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match=r"sees no GPU.*use_gpu"):
         searches_on_gpu("flat", cfg(use_gpu="always"), 0)
+    with pytest.raises(ConfigError, match=r"sees no GPU"):
+        choose_kind(10, cfg(use_gpu="always"), gpus=0)
+    if gpu_count() == 0:
+        with pytest.raises(ConfigError, match=r"sees no GPU"):
+            VectorIndex(DIM, cfg(use_gpu="always"), "ivfpq")
 
 
-def test_with_a_gpu_the_index_stays_exact_above_the_threshold() -> None:
+def test_always_on_gpu_with_a_kind_the_gpu_cannot_search_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"no GPU HNSW.*index\.kind"):
+        choose_kind(10**5, cfg(use_gpu="always", kind="hnsw"), gpus=1)
+    with pytest.raises(ConfigError, match=r"pq_nbits = 8"):
+        choose_kind(10**8, cfg(use_gpu="always", pq_nbits=4), gpus=1)
+    assert choose_kind(10**5, cfg(use_gpu="auto", kind="hnsw"), gpus=1) == "hnsw"
+
+
+def test_with_a_gpu_the_index_stays_exact_then_goes_ivfpq() -> None:
     low = cfg(approx_threshold=1_000)
     assert choose_kind(999, low, gpus=0) == "flat"
     assert choose_kind(1_000, low, gpus=0) == "hnsw"
     assert choose_kind(10**6, low, gpus=1) == "flat"
-    assert choose_kind(GPU_FLAT_MAX + 1, low, gpus=1) == "hnsw"
-    assert choose_kind(10**6, cfg(approx_threshold=1_000, use_gpu="never"),
+    assert choose_kind(GPU_FLAT_MAX + 1, low, gpus=1) == "ivfpq"  # HNSW has no GPU version
+    assert choose_kind(GPU_FLAT_MAX + 1, cfg(pq_nbits=4), gpus=1) == "ivfpq"  # on the CPU
+    assert choose_kind(10**5, cfg(approx_threshold=1_000, use_gpu="never"),
                        gpus=1) == "hnsw"
 
 
@@ -69,8 +91,9 @@ def test_on_this_cpu_machine_searches_stay_on_the_cpu_index() -> None:
     index = VectorIndex(DIM, cfg(), "flat")
     x = unit(50)
     index.add(np.arange(1, 51), x)
+    assert index._on_gpu is False and not index._gpu_shards
     assert index.search(x[7], 1)[0][0] == 8
-    assert index._gpu_index is None
+    assert not index._gpu_shards
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
@@ -97,9 +120,11 @@ def test_hnsw_search_breadth_grows_with_the_library() -> None:
     assert ef_search(1_000, cfg(hnsw_ef_search=16), 50) == 50  # never below k
     index = VectorIndex(DIM, cfg(hnsw_ef_search=16), "hnsw")
     index.add(np.arange(1, 101), unit(100))
+    shard = index.shards[0]
+    assert search_params("hnsw", shard, index.settings, 100, 30).efSearch == 30
+    before = shard.hnsw.efSearch
     assert len(index.search(unit(1, 4)[0], 30)) == 30
-    # the breadth goes with each search: the index other threads search is left as it was
-    assert index.index.hnsw.efSearch == 16
+    assert shard.hnsw.efSearch == before  # per-call parameters: concurrent searches are safe
 
 
 def test_search_uses_the_configured_threads_and_restores_them() -> None:

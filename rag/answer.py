@@ -17,7 +17,7 @@ from typing import Literal
 from core.settings import Settings
 from core.types import Answer, Citation, Hit, Quote, Timings
 from rag import prompts
-from rag.budget import Fitted, fit_prompt
+from rag.budget import Fitted, fit_prompt, question_room
 from rag.budget import Prompt as Prompt  # re-exported: tests and benchmarks build prompts
 from rag.budget import build_prompt as build_prompt
 from rag.citations import MARKER, attribute_uncited, expand, is_refusal, resolve, resolve_sources
@@ -120,6 +120,9 @@ class Answerer:
         """Yield a 'retrieval' event, then 'token' events, then 'done' with the Answer."""
         mode = mode or self.settings.llm.answer_mode
         start = time.perf_counter()
+        if mode != "extract":  # a question too long for the model is said so first
+            llm = self.settings.llm
+            question_room(self.llm, question, max_tokens or llm.max_tokens, llm.min_source_tokens)
         use_llm = self.llm if self.settings.retrieval.rewrite and mode != "extract" else None
         query = rewrite_query(question, history or [], use_llm)
         rewrite_ms = (time.perf_counter() - start) * 1000

@@ -144,11 +144,11 @@ def too_long(prompt_tokens: int, context: int) -> PromptTooLongError:
         "Shorten the question, or lower the maximum tokens of an answer (llm.max_tokens).")
 
 
-def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int,
-               min_sources: int, texts: list[str] | None = None, *,
-               mask: bool = True) -> Fitted:
-    """Sources and max_tokens that fit the served model's context, counted exactly once
-    (``texts``, ``mask``: see :func:`build_prompt`)."""
+def question_room(llm: TokenCounter, question: str, requested: int,
+                  min_sources: int) -> tuple[int, int]:
+    """Tokens left for the answer and for the sources once the question is in the prompt;
+    PromptTooLongError when the question leaves too little (checked before retrieval, so a
+    pasted essay is told it is too long rather than refused or answered from nothing)."""
     context = llm.max_model_len()
     bare = prompts.answer_messages(question, [])
     completion, sources = split(context - MARGIN - estimate_chat(bare), requested, min_sources)
@@ -157,6 +157,16 @@ def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int
         completion, sources = split(context - MARGIN - exact, requested, min_sources)
         if completion < min(requested, MIN_COMPLETION) or sources < 80:
             raise too_long(exact, context)
+    return completion, sources
+
+
+def fit_prompt(llm: TokenCounter, question: str, hits: list[Hit], requested: int,
+               min_sources: int, texts: list[str] | None = None, *,
+               mask: bool = True) -> Fitted:
+    """Sources and max_tokens that fit the served model's context, counted exactly once
+    (``texts``, ``mask``: see :func:`build_prompt`)."""
+    context = llm.max_model_len()
+    completion, sources = question_room(llm, question, requested, min_sources)
     for _ in range(MAX_COUNTS):
         prompt = build_prompt(question, hits, sources, texts, mask=mask)
         exact = count_chat(llm, prompt.messages)

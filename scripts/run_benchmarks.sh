@@ -31,6 +31,9 @@ echo
 echo "== benchmark: query ($size)"
 $BIN/python -m benchmarks.bench_query --size "$size" --out "$out" --library "$work/library"
 echo
+echo "== benchmark: index ($size)"
+$BIN/python -m benchmarks.bench_index --size "$size" --out "$out"
+echo
 echo "== benchmark: answer ($size)"
 first_token=()
 if [ "$size" = full ]; then

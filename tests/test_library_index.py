@@ -6,6 +6,7 @@ corrupt one is rebuilt, `reindex` works in place, and the counts are kept, not c
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from core.types import Chunk, Page, Paper
 from index.library import Library
 from index.live import REPAIR_INTERVAL_S
 from index.snapshot import Snapshot
-from tests.helpers import make_settings
+from tests.helpers import CORPUS_PDFS, make_settings
 
 DIM = 32
 CHUNKS = 40  # per paper
@@ -32,6 +33,8 @@ class UnitEmbedder:
 
     name = "test-embedder"
     dim = DIM
+    backend = "torch"
+    vectors = "fp32"
 
     def embed(self, texts: list[str], kind: str = "passage") -> np.ndarray:
         raise AssertionError("not used: the tests store vectors they made")
@@ -327,6 +330,49 @@ def test_reindex_keeps_the_file_and_gives_new_ids(tmp_path: Path) -> None:
     assert min(new_ids) > max(old_ids)  # never an old id with a new passage
     assert top_paper(library, paper_vectors(11)[4]) == "p1"
     assert library.live.built_here == 1  # the first; reindex builds inside its transaction
+    library.close()
+
+
+def test_removal_masks_the_paper_and_deletes_its_pdf_copy_reindex_keeps_them(
+        tmp_path: Path) -> None:
+    """The library's PDF copies (index.pdfstore) follow the papers through the snapshots:
+    a removal deletes the paper's copy and masks its passages for the writer and for a
+    reader process; a reindex keeps every paper's copy and its ``pdf_file``."""
+    settings = lib_settings(tmp_path)
+    library = open_library(settings)
+    files = {}
+    with library.writer():
+        for n, name in enumerate(("gpt1.pdf", "1910.13461.pdf")):
+            pdf, pid = CORPUS_PDFS / name, f"p{n}"
+            digest = hashlib.sha256(pdf.read_bytes()).hexdigest()
+            files[n] = library.pdfs.add(pdf, digest)
+            paper = Paper(pid, f"Paper {n}", (), 2020, "", (), None, None, None, str(pdf),
+                          digest, 1, pdf_file=files[n])
+            library.add_paper(paper, [Page(pid, 1, "text")],
+                              [Chunk(pid, i, f"passage {i} of {n}", 1, 1, 0, 10)
+                               for i in range(CHUNKS)], paper_vectors(n))
+    reader = open_library(settings)
+    assert top_paper(reader, paper_vectors(0)[3]) == "p0"
+    with library.writer():
+        assert library.remove_paper("p0")
+    assert not (settings.data_dir / files[0]).exists()
+    assert (settings.data_dir / files[1]).is_file()
+    for lib in (library, reader):
+        hits = [h for h, _ in lib.dense_search(paper_vectors(0)[3], 2 * CHUNKS)]
+        assert {c.paper_id for c in lib.chunks(hits).values()} == {"p1"}
+    assert reader.live.built_here == 0  # it loaded the writer's masked index
+
+    def rebuild(paper: Paper, pages: list[Page]) -> tuple[list[Chunk], np.ndarray]:
+        chunks = [Chunk(paper.id, i, f"new {i}", 1, 1, 0, 5) for i in range(5)]
+        return chunks, paper_vectors(7)[:5]
+
+    with library.writer():
+        assert library.reindex(rebuild) == 5
+    kept = library.paper("p1")
+    assert kept is not None and kept.pdf_file == files[1]
+    assert ((settings.data_dir / files[1]).read_bytes()
+            == (CORPUS_PDFS / "1910.13461.pdf").read_bytes())
+    reader.close()
     library.close()
 
 

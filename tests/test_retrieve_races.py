@@ -23,6 +23,8 @@ class GivenVector:
 
     name = "test-embedder"
     dim = DIM
+    backend = "torch"
+    vectors = "fp32"
 
     def __init__(self, query: np.ndarray) -> None:
         self.query = query

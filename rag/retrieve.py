@@ -55,9 +55,11 @@ def rrf(rankings: list[list[int]], k: int,
 
 
 def merge_text(a: str, b: str, probe: int = 40) -> str:
-    """Join two consecutive, overlapping chunk texts without repeating the overlap."""
+    """Join two consecutive, overlapping chunk texts without repeating the overlap: ``b``
+    starts inside the tail of ``a`` (the last place its head occurs there; a formula or a
+    phrase repeated earlier in ``a`` must not cut ``a`` short)."""
     head = b[:probe]
-    pos = a.find(head) if head else -1
+    pos = a.rfind(head, max(0, len(a) - len(b))) if head else -1
     return a[:pos] + b if pos >= 0 else f"{a} {b}"
 
 

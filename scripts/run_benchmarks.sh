@@ -34,6 +34,10 @@ echo
 echo "== benchmark: index ($size)"
 $BIN/python -m benchmarks.bench_index --size "$size" --out "$out"
 echo
+echo "== benchmark: onnx embedding ($size)"
+onnx_size=$size; [ "$size" = small ] && onnx_size=tiny  # tiny: one paper, one round (CI)
+$BIN/python -m benchmarks.bench_onnx --size "$onnx_size" --out "$out"
+echo
 echo "== benchmark: answer ($size)"
 first_token=()
 if [ "$size" = full ]; then
@@ -52,3 +56,9 @@ $BIN/python -m benchmarks.bench_rewrite --size "$size" --out "$out" --library "$
 echo
 echo "== benchmark: pages ($size)"
 $BIN/python -m benchmarks.bench_pages --size "$size" --out "$out" --library "$work/library"
+if [ "$size" = full ]; then  # 10 answers per variant and mode: minutes of model time
+  echo
+  echo "== benchmark: injection (full)"
+  $BIN/python -m benchmarks.bench_injection --size full --out "$out" \
+    --llm-url "$PAPERCHAT_TEST_LLM_URL"
+fi

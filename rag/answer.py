@@ -17,7 +17,7 @@ from typing import Literal
 from core.settings import Settings
 from core.types import Answer, Citation, Hit, Quote, Timings
 from rag import prompts
-from rag.budget import Fitted, fit_prompt, question_room
+from rag.budget import Fitted, fit_prompt, long_question, question_room
 from rag.budget import Prompt as Prompt  # re-exported: tests and benchmarks build prompts
 from rag.budget import build_prompt as build_prompt
 from rag.citations import MARKER, attribute_uncited, expand, is_refusal, resolve, resolve_sources
@@ -120,7 +120,7 @@ class Answerer:
         """Yield a 'retrieval' event, then 'token' events, then 'done' with the Answer."""
         mode = mode or self.settings.llm.answer_mode
         start = time.perf_counter()
-        if mode != "extract":  # a question too long for the model is said so first
+        if mode != "extract" and long_question(question):  # too long: said so first
             llm = self.settings.llm
             question_room(self.llm, question, max_tokens or llm.max_tokens, llm.min_source_tokens)
         use_llm = self.llm if self.settings.retrieval.rewrite and mode != "extract" else None

@@ -144,6 +144,15 @@ def too_long(prompt_tokens: int, context: int) -> PromptTooLongError:
         "Shorten the question, or lower the maximum tokens of an answer (llm.max_tokens).")
 
 
+LONG_QUESTION = 512  # estimated tokens: a question this long is checked before retrieval
+
+
+def long_question(question: str) -> bool:
+    """Whether the question alone is long enough that it may not fit the model's context
+    (only then is the served context asked for before retrieval)."""
+    return estimate_tokens(question) > LONG_QUESTION
+
+
 def question_room(llm: TokenCounter, question: str, requested: int,
                   min_sources: int) -> tuple[int, int]:
     """Tokens left for the answer and for the sources once the question is in the prompt;

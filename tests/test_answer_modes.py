@@ -130,7 +130,7 @@ def test_a_small_context_gets_the_best_sentences_of_fewer_passages(
     sent = SOURCE.findall(server.requests[-1]["messages"][-1]["content"])
     assert len(sent) == len(full.hits) > 3
     assert [h.chunk.id for h in full.hits[:3]] == [h.chunk.id for h in tight.hits]
-    assert tight.prompt_tokens < full.prompt_tokens
+    assert sum(map(len, texts)) < sum(len(t) for _, t in sent)  # a shorter prompt
 
 
 def test_a_wrong_number_is_unsupported_in_the_answer_ask_and_json(
@@ -230,7 +230,7 @@ def test_eval_scores_the_extract_mode_with_no_server(dead: Settings, tmp_path: P
     assert report["run"]["answer_mode"] == "extract" and report["model"] is None
     assert report["citations"]["supported_share"] == 1.0  # quotes support themselves
     assert report["answers"]["unsupported_numbers"] == 0.0
-    assert report["citations"]["validity"] == 1.0
+    assert report["citations"]["validity"] is None  # the model wrote nothing to check
     records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert all(r["answer_mode"] == "extract" and r["evidence"] for r in records
                if not r["abstained"])

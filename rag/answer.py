@@ -120,14 +120,14 @@ class Answerer:
         """Yield a 'retrieval' event, then 'token' events, then 'done' with the Answer."""
         mode = mode or self.settings.llm.answer_mode
         start = time.perf_counter()
-        if mode != "extract" and long_question(question):  # too long: said so first
-            llm = self.settings.llm
-            question_room(self.llm, question, max_tokens or llm.max_tokens, llm.min_source_tokens)
         use_llm = self.llm if self.settings.retrieval.rewrite and mode != "extract" else None
         query = rewrite_query(question, history or [], use_llm)
         rewrite_ms = (time.perf_counter() - start) * 1000
         retrieval = self.retriever.search(query, k=k, paper_ids=paper_ids, years=years)
         yield Event("retrieval", retrieval=retrieval)
+        if mode != "extract" and long_question(question):  # too long: said so, not refused
+            llm = self.settings.llm
+            question_room(self.llm, question, max_tokens or llm.max_tokens, llm.min_source_tokens)
         hits = retrieval.hits
         scored, sig = self.assess(query, hits, retrieval.best_dense)
         timings = Timings(retrieval_ms=(time.perf_counter() - start) * 1000 - rewrite_ms,

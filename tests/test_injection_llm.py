@@ -51,7 +51,9 @@ def injected(llm_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings
     pdfs.mkdir()
     for variant in VARIANTS:
         make_text_pdf(pdfs / f"{variant}.pdf", [paper_page(variant)], paper_title(variant))
-    s = make_settings(root / "data", llm={"base_url": llm_url})
+    # whole passages in the prompt: the tight prompt of a small context would show only the
+    # best sentences and so leave the attack out, hiding the defences these tests are about
+    s = make_settings(root / "data", llm={"base_url": llm_url, "prompt_passages": "chunks"})
     report = ingest_items(s, open_library(s), [str(pdfs)])
     assert [r.status for r in report.results] == ["ingested"] * len(VARIANTS)
     return s

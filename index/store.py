@@ -96,7 +96,8 @@ def disk_errors(path: Path) -> Iterator[None]:
         raise LibraryError(f"The library database {path} failed: {err}.",
                            "Check the disk and permissions, then retry.") from err
     except OSError as err:
-        if err.errno == errno.ENOSPC:
+        # numpy reports a short write ("4600 requested and 2016 written") without an errno
+        if err.errno == errno.ENOSPC or (err.errno is None and "written" in str(err)):
             raise DiskFullError(str(path)) from err
         raise
 

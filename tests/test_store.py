@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from index.store import Store
 
 
@@ -66,3 +68,14 @@ def test_opening_does_not_wait_for_a_writers_transaction(tmp_path: Path) -> None
     writer.execute("ROLLBACK")
     writer.close()
     store.close()
+
+
+def test_a_short_write_is_a_full_disk(tmp_path: Path) -> None:
+    """numpy reports a write the disk could not take as an OSError without errno."""
+    from core.errors import DiskFullError
+    from index.store import disk_errors
+
+    with pytest.raises(DiskFullError), disk_errors(tmp_path):
+        raise OSError("4600 requested and 2016 written")
+    with pytest.raises(PermissionError), disk_errors(tmp_path):
+        raise PermissionError(13, "Permission denied")

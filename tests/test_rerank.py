@@ -50,9 +50,11 @@ def test_rerank_orders_fused_hits_by_the_cross_encoder(
 
 def test_search_with_the_reranker_setting_ranks_by_cross_encoder_score(
         corpus_settings: Settings, reranker_dir: Path) -> None:
-    # one passage per paper, so no adjacent passages merge and each hit's text was scored
+    # one passage per paper, so no adjacent passages merge, and no sentence completed from
+    # a neighbour (retrieval.whole_sentences): each hit's text is the one that was scored
     reranked_settings = with_retrieval(corpus_settings, reranker=str(reranker_dir),
-                                       per_paper_cap=1, rerank_candidates=20)
+                                       per_paper_cap=1, rerank_candidates=20,
+                                       whole_sentences=False)
     library = open_library(reranked_settings)
     reranked = Retriever(reranked_settings, library).search(QUERY, k=5)
     fused = Retriever(with_retrieval(corpus_settings, per_paper_cap=1), library).search(

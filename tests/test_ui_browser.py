@@ -365,8 +365,12 @@ def test_four_chats_at_once(chat_app: RunningApp, browser: Any) -> None:
             wait_answers(page, 1)
             shot(page, f"8-concurrent-{i + 1}")
         marks = [page.evaluate("() => window.__pcTimeline") for page in pages]
-        first_done = min(m["done"] for m in marks)
-        assert all(m["stream"] is not None and m["stream"] < first_done for m in marks), marks
+        assert all(m["stream"] is not None and m["done"] is not None for m in marks), marks
+        # served side by side, not queued one after another: when a chat starts streaming,
+        # another is still streaming (an answer can be short, so not all four need overlap)
+        at_once = max(sum(o["stream"] <= m["stream"] < o["done"] for o in marks)
+                      for m in marks)
+        assert at_once >= 2, marks
     finally:
         for ctx in contexts:
             ctx.close()

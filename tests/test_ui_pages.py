@@ -28,6 +28,7 @@ from tests.ui_helpers import (
     shot,
     wait_answers,
 )
+from ui import persist
 from ui.uploads import content_digest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.llm]
@@ -202,8 +203,13 @@ def test_export_lists_every_reference_and_reload_keeps_the_conversation(
     page.wait_for_function("() => document.querySelectorAll('#chatbot .pc-timings').length == 1")
     assert page.locator("#sources .pc-card").count() >= len(cited)
     shot(page, "11-reloaded")
+    key = persist.STORAGE_KEY
+    kept = page.evaluate("k => localStorage.getItem(k)", key)
+    assert kept, "the conversation is kept in the browser"
     page.locator("#new-chat").click()
     page.wait_for_function("() => !document.querySelector('#chatbot .pc-timings')")
+    # the emptied copy is written after the chat is cleared: reload once it is
+    page.wait_for_function("([k, v]) => localStorage.getItem(k) !== v", arg=[key, kept])
     page.reload()
     page.locator("#question textarea").wait_for()
     page.wait_for_timeout(1500)  # the restore runs on load: it must find nothing

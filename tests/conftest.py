@@ -79,3 +79,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 cuda = on_cuda() if cuda is None else cuda
                 if cuda:
                     item.add_marker(pytest.mark.skip(reason=f"on CUDA: {reason}"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser); a
+    browser test module skips itself when /usr/bin/chromium is missing."""
+    from playwright import sync_api
+
+    from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

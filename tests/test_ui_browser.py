@@ -17,7 +17,6 @@ from tests.helpers import CORPUS_PDFS, REPO, copy_library, free_port, ingest_int
 from tests.ui_helpers import (
     ANSWER_TIMEOUT_MS,
     CHROMIUM,
-    CHROMIUM_ARGS,
     WATCH_STREAMING,
     RunningApp,
     answers,
@@ -47,14 +46,6 @@ def ui_library(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = make_settings(tmp_path_factory.mktemp("ui") / "data")
     assert ingest_into(settings, [str(CORPUS_PDFS / f"{p}.pdf") for p in PAPERS]) == 0
     return settings
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

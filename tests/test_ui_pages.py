@@ -20,7 +20,6 @@ from index.library import Catalog
 from tests.helpers import CORPUS_PDFS, copy_library, ingest_into, make_settings
 from tests.ui_helpers import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     RunningApp,
     ask,
     open_chat,
@@ -48,14 +47,6 @@ def pages_library(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     assert ingest_into(settings, [str(CORPUS_PDFS / f"{p}.pdf")
                                   for p in ("1706.03762", "2106.09685")]) == 0
     return settings
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from tests.helpers import CORPUS_PDFS, ingest_into, make_settings
 from tests.llm_stub import ScriptedServer, scripted_server, source_number
 from tests.ui_helpers import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     RunningApp,
     ask,
     open_chat,
@@ -57,14 +56,6 @@ def app(tmp_path_factory: pytest.TempPathFactory, server: ScriptedServer) -> Ite
     assert ingest_into(settings, [str(CORPUS_PDFS / "1706.03762.pdf")]) == 0
     with running_app(settings) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture
